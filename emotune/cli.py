@@ -1,0 +1,178 @@
+"""The ``emotune`` command: train, export, triton, serve, up, predict, recommend, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> None:
+    if args.model == "text":
+        from training.text import TextTrainConfig, train_text
+
+        cfg = TextTrainConfig(
+            data_dir=args.data_dir or TextTrainConfig.data_dir, out_dir=args.out_dir or Path("runs/text"),
+            epochs=args.epochs or 3, batch_size=args.batch_size or 32, encoder_lr=args.lr or 5e-5,
+            max_length=args.max_length or 64, limit=args.limit, test_limit=args.test_limit,
+            fold_love=not args.keep_love, device=args.device, seed=args.seed, threads=args.threads,
+        )
+        report = train_text(cfg)
+        print(f"test accuracy {report['test_pytorch_fp32']['accuracy']:.4f}  macro-F1 {report['test_pytorch_fp32']['macro_f1']:.4f}")
+    else:
+        import importlib
+
+        module = importlib.import_module(f"training.{args.model}")
+        module.main(args)
+
+
+def _export(args: argparse.Namespace) -> None:
+    import importlib
+
+    module = importlib.import_module(f"export.{args.model}")
+    module.export(run_dir=args.run_dir or Path(f"runs/{args.model}"), repository=args.repository, args=args)
+
+
+def _triton(args: argparse.Namespace) -> None:
+    from emotune.triton_server import TritonServer
+    from gateway.settings import get_settings
+
+    settings = _apply_ports(args)
+    with TritonServer.from_settings(settings) as server:
+        server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
+        print(f"Triton ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}", flush=True)
+        server.wait()
+
+
+def _apply_ports(args: argparse.Namespace):
+    from gateway.settings import get_settings
+
+    settings = get_settings()
+    for name in ("host", "port", "triton_http_port", "triton_grpc_port", "triton_metrics_port", "backend", "model_repository"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _apply_ports(args)
+    uvicorn.run("gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, log_level=settings.log_level)
+
+
+def _up(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from emotune.triton_server import TritonServer
+
+    settings = _apply_ports(args)
+    settings.backend = "triton"
+    with TritonServer.from_settings(settings) as server:
+        server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
+        print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}")
+        print(f"Gateway  http://{settings.host}:{settings.port}  (OpenAPI: http://{settings.host}:{settings.port}/docs)", flush=True)
+        uvicorn.run("gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
+                    workers=settings.workers, log_level=settings.log_level)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from emotune.predict import run_predict
+
+    run_predict(args)
+
+
+def _recommend(args: argparse.Namespace) -> None:
+    from emotune.recommend import run_recommend
+
+    run_recommend(args)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from bench.run import run_bench
+
+    run_bench(args)
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="gateway bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gateway port (default 8080)")
+    p.add_argument("--triton-http-port", type=int)
+    p.add_argument("--triton-grpc-port", type=int)
+    p.add_argument("--triton-metrics-port", type=int)
+    p.add_argument("--model-repository", type=Path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emotune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (needs the [train] extra)")
+    p.add_argument("model", choices=["text", "speech", "face"])
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--out-dir", type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-length", type=int, help="text: max tokens")
+    p.add_argument("--limit", type=int, help="train on a stratified subset of this many rows")
+    p.add_argument("--test-limit", type=int, help="evaluate on a subset of this many rows")
+    p.add_argument("--keep-love", action="store_true", help="text: keep 'love' as a sixth label instead of folding it into joy")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--variant", help="speech/face: which architecture")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="checkpoint → ONNX → model_repository (needs the [train] extra)")
+    p.add_argument("model", choices=["text", "speech", "face"])
+    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--repository", type=Path, default=Path("model_repository"))
+    p.add_argument("--test-limit", type=int, help="evaluate variants on a subset of the test split")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("triton", help="start tritonserver on the repository and wait until every model is READY")
+    _server_options(p)
+    p.set_defaults(func=_triton)
+
+    p = sub.add_parser("serve", help="start the gateway")
+    _server_options(p)
+    p.add_argument("--backend", choices=["triton", "local"])
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("up", help="Triton + gateway together")
+    _server_options(p)
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("predict", help="the model tester: interactive, or one-shot `emotune predict text \"...\"`")
+    p.add_argument("modality", nargs="?", choices=["text", "speech", "face"])
+    p.add_argument("input", nargs="?", help="text, or a file path for speech/face")
+    p.add_argument("--url", help="a running gateway (default: in-process ONNX Runtime over the repository)")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("recommend", help="music for an emotion or a text")
+    p.add_argument("--emotion")
+    p.add_argument("--text")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--strategy", choices=["match", "uplift"], default="match")
+    p.set_defaults(func=_recommend)
+
+    p = sub.add_parser("bench", help="benchmarks → bench/report")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""ONNX Runtime graph optimization, dynamic INT8 (CPU flavour) and FP16 (GPU flavour)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+
+def optimize_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Path:
+    """Fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer (needs an eager-attention export)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1)
+    model.save_model_to_file(str(dst))
+    return dst
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Dynamic INT8 weights, per channel with reduced range: plain QInt8 overflowed without VNNI here (PLATFORM.md)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return dst
+
+
+def to_fp16(src: Path, dst: Path) -> Path:
+    """FP16 weights and compute with fp32 inputs/outputs, for GPUs (TensorRT builds its FP16 engine from it)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return dst

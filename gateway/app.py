@@ -1,0 +1,41 @@
+"""The FastAPI application: settings, backend and model metadata built once at start-up; one router per domain."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway.errors import install_error_handlers
+from gateway.inference import make_backend
+from gateway.metrics import install_metrics
+from gateway.model_info import load_models
+from gateway.recommend.service import Recommender
+from gateway.routes import health, recommend, text
+from gateway.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings = settings
+        app.state.models = load_models(settings.model_repository, settings.model_names)
+        app.state.backend = make_backend(settings)
+        app.state.recommender = Recommender(settings)
+        try:
+            yield
+        finally:
+            await app.state.recommender.close()
+            await app.state.backend.close()
+
+    app = FastAPI(title="Emotune", version="0.1.0", lifespan=lifespan,
+                  description="Emotion detection from text, speech and faces, and music that fits.")
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    install_error_handlers(app)
+    install_metrics(app, settings)
+    for module in (health, text, recommend):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,43 @@
+"""Request dependencies as ``Annotated`` types: routes declare what they need, the app state provides it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.errors import ServiceError
+from gateway.inference import InferenceBackend
+from gateway.model_info import ModelInfo
+from gateway.recommend.service import Recommender
+from gateway.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _backend(request: Request) -> InferenceBackend:
+    return request.app.state.backend
+
+
+def _models(request: Request) -> dict[str, ModelInfo]:
+    return request.app.state.models
+
+
+def _optional_recommender(request: Request) -> Recommender | None:
+    return getattr(request.app.state, "recommender", None)
+
+
+def _recommender(request: Request) -> Recommender:
+    recommender = getattr(request.app.state, "recommender", None)
+    if recommender is None:
+        raise ServiceError(503, "recommender_unavailable", "music recommendation is not set up in this gateway")
+    return recommender
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+BackendDep = Annotated[InferenceBackend, Depends(_backend)]
+ModelsDep = Annotated[dict[str, ModelInfo], Depends(_models)]
+RecommenderDep = Annotated[Recommender, Depends(_recommender)]
+OptionalRecommenderDep = Annotated[Recommender | None, Depends(_optional_recommender)]  # emotion routes: music is extra

@@ -1,0 +1,35 @@
+"""The small interface every inference backend implements: ``infer(model, inputs) → outputs`` and ``ready()``.
+
+Two implementations: ``TritonClient`` (async gRPC to tritonserver) and ``LocalBackend`` (ONNX Runtime in process,
+over the same model repository).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class ModelUnavailable(Exception):
+    """The backend is unreachable, the model is not ready, or the call ran past its deadline (→ HTTP 503)."""
+
+
+class InferenceBackend(Protocol):
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], request_id: str | None = None) -> dict[str, np.ndarray]:
+        """Run ``model`` on a batch; every input has the batch as its first axis."""
+
+    async def ready(self, models: list[str]) -> dict[str, bool]:
+        """Readiness of each model; raises ``ModelUnavailable`` when the backend cannot be reached."""
+
+    async def close(self) -> None: ...
+
+
+def make_backend(settings) -> InferenceBackend:
+    if settings.backend == "local":
+        from gateway.inference.local import LocalBackend
+
+        return LocalBackend(settings.model_repository, settings.model_names, threads=settings.local_threads)
+    from gateway.inference.triton import TritonClient
+
+    return TritonClient(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s)

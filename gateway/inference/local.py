@@ -1,0 +1,40 @@
+"""``LocalBackend``: the same model repository run in process by ONNX Runtime, for hosts with no Triton binary."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from gateway.inference import ModelUnavailable
+
+
+class LocalBackend:
+    def __init__(self, repository: Path, models: list[str], threads: int = 2):
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        for name in models:
+            path = Path(repository) / name / "1" / "model.onnx"
+            if not path.exists():
+                continue
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # One worker: ONNX Runtime already uses every core it was given; more would oversubscribe.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], request_id: str | None = None) -> dict[str, np.ndarray]:
+        session = self.sessions.get(model)
+        if session is None:
+            raise ModelUnavailable(f"model {model} is not loaded in the local backend")
+        results = await asyncio.get_running_loop().run_in_executor(self._executor, session.run, outputs, inputs)
+        return dict(zip(outputs, results))
+
+    async def ready(self, models: list[str]) -> dict[str, bool]:
+        return {m: m in self.sessions for m in models}
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,49 @@
+"""What the gateway knows about a served model, read from the ``model.json`` that the export writes beside it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name: "int64", "float32"
+    dims: list[int]  # without the batch axis; -1 = variable
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    labels: list[str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    max_batch_size: int
+    directory: Path
+    preprocessing: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path) -> "ModelInfo":
+        data = json.loads((directory / "model.json").read_text())
+        return cls(
+            name=data["name"],
+            labels=data["labels"],
+            inputs=[TensorSpec(**t) for t in data["inputs"]],
+            outputs=[TensorSpec(**t) for t in data["outputs"]],
+            max_batch_size=data["max_batch_size"],
+            directory=directory,
+            preprocessing=data.get("preprocessing", {}),
+        )
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def load_models(repository: Path, names: list[str]) -> dict[str, ModelInfo]:
+    missing = [n for n in names if not (repository / n / "model.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"model repository {repository} has no {', '.join(missing)} (run `emotune export ...`)")
+    return {n: ModelInfo.load(repository / n) for n in names}

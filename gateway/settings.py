@@ -1,0 +1,88 @@
+"""The one settings object: read once from the environment (prefix ``EMOTUNE_``) or ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMOTUNE_", env_file=".env", extra="ignore")
+
+    # Where the models live and how the gateway reaches them.
+    model_repository: Path = Field(
+        PROJECT_ROOT / "model_repository" / "python",
+        description="Triton repository the gateway reads labels/tokenizers from (and the local backend runs).",
+    )
+    backend: Literal["triton", "local"] = Field("triton", description="triton: gRPC to tritonserver; local: ONNX Runtime in process")
+    models: list[str] = Field([], description="Models the service loads and requires for readiness; empty: every model in the repository")
+    triton_host: str = "127.0.0.1"
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    triton_timeout_s: float = Field(5.0, description="Deadline of one inference call; past it the gateway answers 503")
+    triton_ready_timeout_s: float = Field(300.0, description="How long `emotune triton` waits for every model to be READY")
+    local_threads: int = Field(2, description="ONNX Runtime intra-op threads for the in-process backend")
+
+    # Gateway HTTP.
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    cors_origins: list[str] = Field(["*"], description="Allowed CORS origins; the original design allowed all")
+
+    # Request limits.
+    max_text_chars: int = 5000
+    max_batch_texts: int = 64
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_audio_seconds: float = 60.0
+    max_image_pixels: int = 40_000_000
+
+    # Recommendation.
+    catalog_path: Path | None = Field(None, description="CSV or Parquet catalog; default: the catalog shipped in the package")
+    recommendation_limit: int = Field(10, description="Tracks per list when a request gives no limit")
+    max_recommendation_limit: int = Field(50, description="Largest limit a request may ask for")
+    max_tracks_per_artist: int = 2
+    recommendation_weights: dict[str, float] = Field(
+        {"valence": 3.0, "energy": 2.0, "danceability": 1.0, "tempo": 0.75, "acousticness": 1.0, "mode": 0.5},
+        description="Weight of each audio feature in the distance to a mood's target (features scaled by their catalog std)",
+    )
+    recommendation_mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = nearest only, lower = more varied lists")
+    fusion_weights: dict[str, float] = Field({"text": 1.0, "speech": 1.0, "face": 1.0},
+                                             description="Prior weight of each modality in POST /recommend's late fusion")
+
+    # Spotify (spotipy reads SPOTIPY_* itself; these let tests and deployments redirect it).
+    spotify_client_id: str | None = Field(None, validation_alias="SPOTIPY_CLIENT_ID")
+    spotify_client_secret: str | None = Field(None, validation_alias="SPOTIPY_CLIENT_SECRET")
+    spotify_redirect_uri: str | None = Field(None, validation_alias="SPOTIPY_REDIRECT_URI")
+    spotify_api_prefix: str = "https://api.spotify.com/v1/"
+    spotify_token_url: str = "https://accounts.spotify.com/api/token"
+    spotify_timeout_s: float = 3.0
+    spotify_concurrency: int = 4
+    spotify_cooldown_s: float = Field(30.0, description="After a Spotify failure (not 429, which has Retry-After), leave it alone this long")
+    spotify_cache_size: int = Field(10_000, description="Tracks whose Spotify details are kept in memory")
+    spotify_market: str | None = Field(None, description="ISO country code passed to GET /tracks/{id}")
+    spotify_refresh_token: str | None = Field(None, description="A user's refresh token (scope playlist-modify-*): enables playlist creation")
+
+    log_level: str = "info"
+    log_json: bool = Field(False, description="JSON log lines (one access line per request, with its request id) instead of uvicorn's text logs")
+
+    @property
+    def model_names(self) -> list[str]:
+        if self.models:
+            return self.models
+        return sorted(p.parent.name for p in self.model_repository.glob("*/config.pbtxt"))
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"{self.triton_host}:{self.triton_grpc_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

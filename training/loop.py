@@ -1,0 +1,101 @@
+"""The one training loop: seeds, progress bars, early stopping on validation macro-F1, best checkpoint."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from tqdm import tqdm
+
+Batch = dict[str, torch.Tensor]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_f1: float
+    history: list[dict] = field(default_factory=list)
+
+
+def predict(model: torch.nn.Module, batches: Iterable[Batch], device: str, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and labels over ``batches`` (each a dict with ``labels`` and model inputs)."""
+    model.eval()
+    probs, labels = [], []
+    with torch.inference_mode():
+        for batch in tqdm(batches, desc=desc, leave=False):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            y = batch.pop("labels")
+            probs.append(torch.softmax(model(**batch), dim=-1).float().cpu().numpy())
+            labels.append(y.cpu().numpy())
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def fit(
+    model: torch.nn.Module,
+    train_batches: Callable[[int], Iterable[Batch]],
+    val_batches: Callable[[], Iterable[Batch]],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    epochs: int,
+    patience: int,
+    checkpoint: Path,
+    device: str = "cpu",
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    max_grad_norm: float | None = 1.0,
+) -> FitResult:
+    """Train for up to ``epochs``; keep the weights with the best validation macro-F1; stop after ``patience`` epochs without gain.
+
+    ``train_batches(epoch)`` yields the epoch's batches (so the caller controls shuffling and augmentation).
+    """
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    result = FitResult(best_epoch=-1, best_val_f1=-1.0)
+    stale = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        started, total, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(train_batches(epoch), desc=f"epoch {epoch}/{epochs}")
+        for batch in bar:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            y = batch.pop("labels")
+            loss = loss_fn(model(**batch), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        probs, labels = predict(model, val_batches(), device, desc="validate")
+        preds = probs.argmax(1)
+        val_f1 = float(f1_score(labels, preds, average="macro"))
+        val_acc = float((preds == labels).mean())
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_accuracy": val_acc, "val_macro_f1": val_f1,
+               "seconds": round(time.perf_counter() - started, 1)}
+        result.history.append(row)
+        tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f}  val acc {val_acc:.4f}  val macro-F1 {val_f1:.4f}")
+        if val_f1 > result.best_val_f1:
+            result.best_epoch, result.best_val_f1, stale = epoch, val_f1, 0
+            torch.save(model.state_dict(), checkpoint)
+        else:
+            stale += 1
+            if stale >= patience:
+                tqdm.write(f"early stop: no gain in {patience} epochs")
+                break
+    model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True))
+    return result
