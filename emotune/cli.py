@@ -16,6 +16,7 @@ def _train(args: argparse.Namespace) -> None:
             epochs=args.epochs or 3, batch_size=args.batch_size or 32, encoder_lr=args.lr or 5e-5,
             max_length=args.max_length or 64, limit=args.limit, test_limit=args.test_limit,
             fold_love=not args.keep_love, device=args.device, seed=args.seed, threads=args.threads,
+            evaluate_only=args.evaluate_only,
         )
         report = train_text(cfg)
         print(f"test accuracy {report['test_pytorch_fp32']['accuracy']:.4f}  macro-F1 {report['test_pytorch_fp32']['macro_f1']:.4f}")
@@ -35,7 +36,6 @@ def _export(args: argparse.Namespace) -> None:
 
 def _triton(args: argparse.Namespace) -> None:
     from emotune.triton_server import TritonServer
-    from gateway.settings import get_settings
 
     settings = _apply_ports(args)
     with TritonServer.from_settings(settings) as server:
@@ -70,7 +70,9 @@ def _up(args: argparse.Namespace) -> None:
 
     settings = _apply_ports(args)
     settings.backend = "triton"
-    with TritonServer.from_settings(settings) as server:
+    log = Path(args.triton_log)
+    print(f"Starting tritonserver on {settings.model_repository} (log: {log})", flush=True)
+    with TritonServer.from_settings(settings, log_file=log) as server:
         server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
         print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}")
         print(f"Gateway  http://{settings.host}:{settings.port}  (OpenAPI: http://{settings.host}:{settings.port}/docs)", flush=True)
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int)
     p.add_argument("--variant", help="speech/face: which architecture")
+    p.add_argument("--evaluate-only", action="store_true", help="text: evaluate the checkpoint in --out-dir and rewrite its report")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("export", help="checkpoint → ONNX → model_repository (needs the [train] extra)")
@@ -144,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="Triton + gateway together")
     _server_options(p)
+    p.add_argument("--triton-log", default=".triton/tritonserver.log", help="where tritonserver's log goes")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("predict", help="the model tester: interactive, or one-shot `emotune predict text \"...\"`")

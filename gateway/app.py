@@ -12,7 +12,7 @@ from gateway.inference import make_backend
 from gateway.metrics import install_metrics
 from gateway.model_info import load_models
 from gateway.recommend.service import Recommender
-from gateway.routes import health, recommend, text
+from gateway.routes import face, health, recommend, speech, text
 from gateway.settings import Settings, get_settings
 
 
@@ -36,6 +36,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
     install_metrics(app, settings)
-    for module in (health, text, recommend):
+    for module in (health, text, speech, face, recommend):
         app.include_router(module.router)
     return app

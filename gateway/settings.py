@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_audio_seconds: float = 60.0
     max_image_pixels: int = 40_000_000
+    max_faces: int = Field(16, description="Faces classified per image at most (largest first)")
 
     # Recommendation.
     catalog_path: Path | None = Field(None, description="CSV or Parquet catalog; default: the catalog shipped in the package")
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
         {"valence": 3.0, "energy": 2.0, "danceability": 1.0, "tempo": 0.75, "acousticness": 1.0, "mode": 0.5},
         description="Weight of each audio feature in the distance to a mood's target (features scaled by their catalog std)",
     )
+    recommendation_cache_size: int = Field(1024, description="Rankings kept in memory (they are deterministic per request)")
     recommendation_mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = nearest only, lower = more varied lists")
     fusion_weights: dict[str, float] = Field({"text": 1.0, "speech": 1.0, "face": 1.0},
                                              description="Prior weight of each modality in POST /recommend's late fusion")

@@ -31,6 +31,7 @@ from gateway.preprocessing.audio import (
     read_audio,
     speech_windows,
     trim_silence,
+    utterance_normalize,
 )
 from training.loop import fit, predict, seed_everything
 from training.report import classification_metrics, write_report
@@ -48,6 +49,7 @@ class SpeechTrainConfig:
     test_actors: tuple[int, ...] = (17, 18, 19, 20)  # two male, two female: the reported numbers
     features: SpeechFeatureConfig = field(default_factory=SpeechFeatureConfig)
     augment_copies: int = 4  # augmented copies of every training clip (plus the clean one)
+    spec_augment: bool = False  # also mask random time spans and feature bands of each training window
     epochs: int = 60
     batch_size: int = 32
     lr: float = 2e-3
@@ -162,7 +164,8 @@ def clip_features(path: Path, config: SpeechFeatureConfig, variant: int = 0, see
 
 
 def _cache_key(config: SpeechFeatureConfig, seed: int) -> str:
-    text = json.dumps({"features": config.to_dict(), "seed": seed, "augment": 1}, sort_keys=True)
+    features = {k: v for k, v in config.to_dict().items() if k != "utterance_norm"}  # applied after the cache
+    text = json.dumps({"features": features, "seed": seed, "augment": 1}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -173,7 +176,9 @@ def _extract_job(job: tuple[str, dict, int, int]) -> np.ndarray:
 
 def cached_features(clips: list[Clip], variant: int, config: SpeechFeatureConfig, cache_dir: Path, seed: int,
                     workers: int = 1) -> list[np.ndarray]:
-    """Features of ``clips`` for one variant, computed once per file and kept in ``cache_dir`` as ``.npy``."""
+    """Features of ``clips`` for one variant, computed once per file and kept in ``cache_dir`` as ``.npy``
+    (before the per-clip normalization, which is applied on loading: it does not need a cache of its own)."""
+    final, config = config, replace(config, utterance_norm="none")
     directory = cache_dir / _cache_key(config, seed) / f"v{variant}"
     directory.mkdir(parents=True, exist_ok=True)
     (directory.parent / "features.json").write_text(json.dumps(config.to_dict(), indent=2))
@@ -190,7 +195,7 @@ def cached_features(clips: list[Clip], variant: int, config: SpeechFeatureConfig
         for i, feats in zip(missing, results):
             np.save(paths[i], feats)
         print(f"features: {len(jobs)} clips (variant {variant}) in {time.perf_counter() - started:.1f} s", flush=True)
-    return [np.load(p) for p in paths]
+    return [utterance_normalize(np.load(p), final) for p in paths]
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -229,16 +234,30 @@ def build_model(variant: str, n_features: int, n_labels: int) -> nn.Module:
 
 
 def _fit_window(feats: np.ndarray, width: int, rng: np.random.Generator) -> np.ndarray:
-    """Training crop: a random ``width``-frame window of a long clip; a short clip is zero-padded, centred half
-    of the time (as served) and at a random offset otherwise."""
+    """Training crop: a random ``width``-frame window of a long clip; a short clip is zero-padded before it, as
+    served (``speech_windows``)."""
     frames, dim = feats.shape
     if frames > width:
         start = int(rng.integers(0, frames - width + 1))
         return feats[start : start + width]
     out = np.zeros((width, dim), dtype=np.float32)
-    offset = (width - frames) // 2 if rng.random() < 0.5 else int(rng.integers(0, width - frames + 1))
-    out[offset : offset + frames] = feats
+    out[width - frames :] = feats
     return out
+
+
+def _mask(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """SpecAugment-style: two time spans (≤ 25 frames) and one feature band (≤ 6 features) set to the mean (0)."""
+    x = x.copy()
+    frames, dim = x.shape[1:]
+    for row in x:
+        for _ in range(2):
+            width = int(rng.integers(0, 26))
+            start = int(rng.integers(0, frames - width + 1))
+            row[start : start + width] = 0
+        width = int(rng.integers(0, 7))
+        start = int(rng.integers(0, dim - width + 1))
+        row[:, start : start + width] = 0
+    return x
 
 
 def train_batches(variants: list[list[np.ndarray]], labels: np.ndarray, cfg: SpeechTrainConfig, rng: np.random.Generator):
@@ -250,6 +269,8 @@ def train_batches(variants: list[list[np.ndarray]], labels: np.ndarray, cfg: Spe
         if len(idx) < 2:
             continue
         x = np.stack([_fit_window(variants[int(rng.integers(len(variants)))][i], width, rng) for i in idx])
+        if cfg.spec_augment:
+            x = _mask(x, rng)
         yield {"features": torch.from_numpy(x), "labels": torch.from_numpy(labels[idx])}
 
 
@@ -332,7 +353,7 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     test_probs = clip_probabilities(window_probs, test_owner, len(test))
     np.save(cfg.out_dir / "test_probabilities.npy", test_probs)
     stats.to_json(cfg.out_dir / "feature_stats.json")
-    meta = {"labels": cfg.labels, "variant": cfg.variant, "features": fc.to_dict(),
+    meta = {"labels": cfg.labels, "variant": cfg.variant, "features": fc.to_dict(), "seed": cfg.seed,
             "val_actors": list(cfg.val_actors), "test_actors": list(cfg.test_actors), "test_files": [c.path.name for c in test]}
     (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2) + "\n")
     report = {

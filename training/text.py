@@ -68,6 +68,7 @@ class TextTrainConfig:
     device: str = "cpu"
     seed: int = 13
     threads: int | None = None
+    evaluate_only: bool = False  # re-evaluate ``out_dir/model.pt`` and rewrite the report, without training
 
 
 def length_grouped_batches(lengths: list[int], indices: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -106,27 +107,32 @@ def train_text(cfg: TextTrainConfig) -> dict:
     train_len = tokenizer.token_lengths(train.texts)
     test_len = tokenizer.token_lengths(test.texts)
     model = TextEmotionModel(len(labels))
-    rng = np.random.default_rng(cfg.seed)
-    steps = cfg.epochs * math.ceil(len(tr_idx) / cfg.batch_size)
-    optimizer = torch.optim.AdamW(
-        [{"params": model.encoder.parameters(), "lr": cfg.encoder_lr}, {"params": model.head.parameters(), "lr": cfg.head_lr}],
-        weight_decay=cfg.weight_decay,
-    )
-    warm = max(1, int(cfg.warmup * steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
     checkpoint = cfg.out_dir / "model.pt"
-    result = fit(
-        model,
-        train_batches=lambda epoch: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, tr_idx, cfg.batch_size, rng)),
-        val_batches=lambda: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, va_idx, 64, None)),
-        optimizer=optimizer,
-        loss_fn=nn.CrossEntropyLoss(),
-        epochs=cfg.epochs,
-        patience=cfg.patience,
-        checkpoint=checkpoint,
-        device=cfg.device,
-        scheduler=scheduler,
-    )
+    history, best_epoch = [], None
+    if cfg.evaluate_only:
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        steps = cfg.epochs * math.ceil(len(tr_idx) / cfg.batch_size)
+        optimizer = torch.optim.AdamW(
+            [{"params": model.encoder.parameters(), "lr": cfg.encoder_lr}, {"params": model.head.parameters(), "lr": cfg.head_lr}],
+            weight_decay=cfg.weight_decay,
+        )
+        warm = max(1, int(cfg.warmup * steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+        result = fit(
+            model,
+            train_batches=lambda epoch: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, tr_idx, cfg.batch_size, rng)),
+            val_batches=lambda: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, va_idx, 64, None)),
+            optimizer=optimizer,
+            loss_fn=nn.CrossEntropyLoss(),
+            epochs=cfg.epochs,
+            patience=cfg.patience,
+            checkpoint=checkpoint,
+            device=cfg.device,
+            scheduler=scheduler,
+        )
+        history, best_epoch = result.history, result.best_epoch
     te_groups = length_grouped_batches(test_len, te_idx, 64, None)
     probs, y = predict(model, _batches(tokenizer, test.texts, test.labels, te_groups), cfg.device, desc="test")
     report = {
@@ -134,8 +140,8 @@ def train_text(cfg: TextTrainConfig) -> dict:
         "command": shlex.join(["emotune", *sys.argv[1:]]),
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "labels": labels,
-        "best_epoch": result.best_epoch,
-        "history": result.history,
+        "best_epoch": best_epoch,
+        "history": history,
         "test_pytorch_fp32": classification_metrics(y, probs.argmax(1), labels),
     }
     (cfg.out_dir / "train_config.json").write_text(json.dumps({"labels": labels, "max_length": cfg.max_length, "fold_love": cfg.fold_love}, indent=2))

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway.inference import ModelUnavailable
+from gateway.metrics import observe_inference
 
 
 class LocalBackend:
@@ -30,7 +31,8 @@ class LocalBackend:
         session = self.sessions.get(model)
         if session is None:
             raise ModelUnavailable(f"model {model} is not loaded in the local backend")
-        results = await asyncio.get_running_loop().run_in_executor(self._executor, session.run, outputs, inputs)
+        with observe_inference(model, backend="local"):
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, session.run, outputs, inputs)
         return dict(zip(outputs, results))
 
     async def ready(self, models: list[str]) -> dict[str, bool]:

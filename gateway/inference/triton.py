@@ -9,6 +9,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from gateway.inference import ModelUnavailable
+from gateway.metrics import current_request_id, observe_inference
 
 
 class TritonClient:
@@ -31,10 +32,12 @@ class TritonClient:
             tensors.append(tensor)
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         try:
-            result = await asyncio.wait_for(
-                self.client.infer(model, tensors, outputs=requested, request_id=request_id or "", client_timeout=self.timeout_s),
-                self.timeout_s + 1.0,
-            )
+            with observe_inference(model, backend="triton"):
+                result = await asyncio.wait_for(
+                    self.client.infer(model, tensors, outputs=requested, request_id=request_id or current_request_id() or "",
+                                      client_timeout=self.timeout_s),
+                    self.timeout_s + 1.0,
+                )
         except (InferenceServerException, asyncio.TimeoutError) as exc:
             raise ModelUnavailable(f"Triton at {self.url} could not run {model}: {_reason(exc)}") from exc
         return {name: result.as_numpy(name) for name in outputs}
@@ -42,8 +45,10 @@ class TritonClient:
     async def ready(self, models: list[str]) -> dict[str, bool]:
         try:
             async with asyncio.timeout(self.timeout_s):
-                if not await self.client.is_server_ready():
-                    raise ModelUnavailable(f"Triton at {self.url} is not ready")
+                # Liveness, not readiness: Triton's strict readiness turns false when any model is down,
+                # and we want to say which one.
+                if not await self.client.is_server_live():
+                    raise ModelUnavailable(f"Triton at {self.url} is not live")
                 return {m: bool(await self.client.is_model_ready(m)) for m in models}
         except (InferenceServerException, TimeoutError) as exc:
             raise ModelUnavailable(f"Triton at {self.url} is unreachable: {_reason(exc)}") from exc

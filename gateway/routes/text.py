@@ -59,7 +59,7 @@ async def text_emotion(body: TextEmotionRequest, request: Request, backend: Back
                        recommend: bool = Query(True, description="add `recommendations` for the detected emotion")):
     texts = [body.text] if body.text is not None else body.texts
     validate_texts(texts, settings.max_text_chars, settings.max_batch_texts)
-    results = await classify_texts(texts, backend, models[MODEL], request.headers.get("x-request-id"))
+    results = await classify_texts(texts, backend, models[MODEL])
     if recommend:
         await attach_recommendations(recommender, results)
     return results[0] if body.text is not None else {"results": results}

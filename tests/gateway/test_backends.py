@@ -41,3 +41,25 @@ def test_triton_down_gives_503_quickly(tmp_path):
         assert httpx.get(f"{url}/healthz").status_code == 200
     finally:
         stop_gateway(process)
+
+
+def test_model_not_ready_gives_503(tmp_path):
+    """Triton up, but the model unloaded: requests and readiness answer 503, liveness stays 200."""
+    from emotune.triton_server import TritonServer
+
+    server = TritonServer(REPOSITORY, ["text_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          log_file=tmp_path / "triton.log")
+    with server:
+        server.wait_ready(timeout=300)
+        process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(server.grpc_port),
+                                      "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "EMOTUNE_MODELS": '["text_emotion"]'},
+                                     tmp_path / "gw.log")
+        try:
+            assert httpx.post(f"{url}/text_emotion", json={"text": "hello"}, timeout=30).status_code == 200
+            assert httpx.post(f"{server.http_url}/v2/repository/models/text_emotion/unload", timeout=30).status_code == 200
+            r = httpx.post(f"{url}/text_emotion", json={"text": "hello"}, timeout=30)
+            assert r.status_code == 503 and r.json()["error"] == "model_unavailable", r.text
+            ready = httpx.get(f"{url}/readyz", timeout=30)
+            assert ready.status_code == 503 and ready.json()["error"] == "model_not_ready", ready.text
+        finally:
+            stop_gateway(process)

@@ -1,0 +1,273 @@
+"""The report: one ``report.json``, a markdown ``REPORT.md`` with the headline ratios and every table, and ``report.png``.
+
+It reads what the benchmarks wrote into the report folder (``triton.json``, ``gateway.json``, ``ceiling.json``,
+``tuning.json``; any may be missing) and the export's accuracy report (``model_repository/reports/text_emotion``).
+
+    python -m bench.report [--out bench/report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.common import REPORTS, ROOT, TEXT_MODEL, write_json
+
+TARGETS = {"gateway_throughput_ratio_c32": 5.0, "triton_dynamic_vs_serial": 2.5, "accuracy_delta_points": 0.5}
+ACCURACY_KEYS = ("test_onnx_optimized_fp32", "test_onnx_int8 (served on CPU)")
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def accuracy(reports: Path = REPORTS) -> dict | None:
+    """Accuracy of each exported variant vs the fp32 ONNX, from the export's own report."""
+    report = _load(reports / TEXT_MODEL / "report.json")
+    if not report or "test_onnx_fp32" not in report:
+        return None
+    ref = report["test_onnx_fp32"]["accuracy"]
+    rows = {"onnx_fp32": {"accuracy": ref, "delta_points": 0.0}}
+    if "test_pytorch_fp32" in report:
+        rows["pytorch_fp32"] = {"accuracy": report["test_pytorch_fp32"]["accuracy"],
+                                "delta_points": round(100 * (report["test_pytorch_fp32"]["accuracy"] - ref), 2)}
+    for key in ACCURACY_KEYS:
+        if key in report:
+            acc = report[key]["accuracy"]
+            rows[key.removeprefix("test_")] = {"accuracy": acc, "delta_points": round(100 * (acc - ref), 2)}
+    try:
+        source = str((reports / TEXT_MODEL / "report.json").resolve().relative_to(ROOT))
+    except ValueError:
+        source = str(reports / TEXT_MODEL / "report.json")
+    return {"source": source, "reference": "onnx_fp32", "rows": rows, "export_command": report.get("export_command")}
+
+
+def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> list[dict]:
+    rows = []
+    if gateway:
+        by_c = gateway.get("summary", {}).get("by_concurrency", {})
+        top = max(by_c, key=int) if by_c else None
+        if top:
+            r = by_c[top]
+            rows.append({"target": f"gateway text throughput at concurrency {top} ≥ 5× baseline",
+                         "measured": f"{r['ours_rps']} vs {r['baseline_rps']} req/s = {r['throughput_ratio']}×",
+                         "met": r["throughput_ratio"] is not None and r["throughput_ratio"] >= TARGETS["gateway_throughput_ratio_c32"]})
+            rows.append({"target": f"our p99 ≤ baseline p50 at concurrency {top}",
+                         "measured": f"{r['ours_p99_ms']} ms vs {r['baseline_p50_ms']} ms", "met": r["ours_p99_le_baseline_p50"]})
+        elif gateway.get("baseline", {}).get("skipped"):
+            rows.append({"target": "gateway vs baseline", "measured": f"baseline skipped: {gateway['baseline']['skipped']}", "met": None})
+    if triton and (s := triton.get("summary")) and "dynamic_vs_serial" in s:
+        rows.append({"target": "Triton throughput with dynamic batching ≥ 2.5× batch-1 serial",
+                     "measured": f"{s['dynamic_best_infer_per_s']}/s (concurrency {s['dynamic_best_concurrency']}) vs "
+                                 f"{s['serial_batch1_infer_per_s']}/s = {s['dynamic_vs_serial']}×",
+                     "met": s["dynamic_vs_serial"] >= TARGETS["triton_dynamic_vs_serial"]})
+    if acc:
+        for name, r in acc["rows"].items():
+            if name in ("onnx_fp32", "pytorch_fp32"):
+                continue
+            rows.append({"target": f"{name} accuracy within 0.5 points of fp32",
+                         "measured": f"{r['accuracy']:.4f} vs {acc['rows']['onnx_fp32']['accuracy']:.4f} ({r['delta_points']:+.2f} pt)",
+                         "met": abs(r["delta_points"]) <= TARGETS["accuracy_delta_points"]})
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(data: dict) -> str:
+    md = [f"# Emotune benchmark report\n\nGenerated {data['generated']} by `{data['command']}`"
+          f" ({'quick mode: smoke numbers, not results' if data.get('quick') else 'full run'}).\n"]
+    m = data.get("machine") or {}
+    if m:
+        md.append(f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} cores, {m.get('platform')}. Load average at start {m.get('loadavg_1m')}.\n")
+        busy = m.get("other_busy_processes") or []
+        md.append("Other busy processes at start: " + ("; ".join(f"`{b}`" for b in busy) if busy else "none") + ".\n")
+    if data.get("notes"):
+        md += [f"- {n}\n" for n in data["notes"]]
+    md.append("\n## Targets\n\n")
+    md.append(_table(["target", "measured", "met"], [[r["target"], r["measured"], {True: "yes", False: "**no**", None: "–"}[r["met"]]]
+                                                     for r in data["headline"]]))
+    gw = data.get("gateway")
+    if gw:
+        md.append("\n## Gateway vs the original design's server (same sentences, same concurrency, same run)\n\n")
+        md.append(f"Closed-loop asyncio httpx load, {gw['settings']['warmup_s']} s warm-up then {gw['settings']['duration_s']} s per point; "
+                  f"`POST /text_emotion?recommend=false` on ours (the original endpoint returned the emotion only). "
+                  f"Baseline: {gw['baseline'].get('model') or gw['baseline'].get('skipped')}, Flask threaded server, torch threads "
+                  f"{gw['baseline'].get('torch_threads')}.\n\n")
+        rows = []
+        for c, r in gw["summary"]["by_concurrency"].items():
+            rows.append([c, r["ours_rps"], r["baseline_rps"], f"{r['throughput_ratio']}×", r["ours_p99_ms"], r["baseline_p50_ms"]])
+        md.append(_table(["concurrency", "ours req/s", "baseline req/s", "ratio", "ours p99 ms", "baseline p50 ms"], rows))
+        md.append("\nEvery point:\n\n")
+        points = gw["service"]["points"] + gw["baseline"].get("points", [])
+        md.append(_table(["target", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms per request"],
+                         [[p["target"], p["concurrency"], p["throughput_rps"], p["p50_ms"], p["p95_ms"], p["p99_ms"], p["errors"],
+                           ", ".join(f"{k} {v}" for k, v in (p.get("cpu_ms_per_request") or {}).items())] for p in points]))
+        md.append("\nCPU ms per request: user + system CPU time of each process tree (tritonserver includes its python-backend "
+                  "stubs) over the point, divided by the requests answered; the machine has 2000 CPU ms per second.\n")
+        for route, note in gw["service"].get("notes", {}).items():
+            md.append(f"\n{route}: {note}\n")
+    tr = data.get("triton")
+    if tr:
+        md.append("\n## Triton (perf_analyzer over gRPC, real token inputs)\n\n")
+        md.append(f"`{tr['perf_analyzer']}`; {tr['inputs']['requests']} test sentences, one per request, padded as the gateway "
+                  f"pads them (to a multiple of {tr['inputs']['pad_to_multiple']}: widths {tr['inputs']['padded_widths']}).\n\n")
+        md.append(_table(["variant", "what"], [[k, v["description"]] for k, v in tr["variants"].items()]))
+        md.append("\n")
+        md.append(_table(["variant", "concurrency", "infer/s", "p50 ms", "p95 ms", "p99 ms", "queue ms", "compute ms", "server CPU ms/infer",
+                          "avg batch", "executed batch sizes (count)"],
+                         [[p["model"], p["concurrency"], p.get("throughput_infer_per_s"), p.get("p50_ms"), p.get("p95_ms"), p.get("p99_ms"),
+                           p.get("server_queue_ms"), p.get("server_compute_ms"), p.get("server_cpu_ms_per_infer"), p.get("avg_executed_batch"),
+                           " ".join(f"{b}:{n}" for b, n in (p.get("executed_batch_sizes") or {}).items()) or p.get("error", "")[:80]]
+                          for p in tr["points"]]))
+        if tr.get("summary"):
+            md.append("\nRatios: " + ", ".join(f"{k} = {v}" for k, v in tr["summary"].items()) + "\n")
+    ce = data.get("ceiling")
+    if ce:
+        mm = ce["matmul"]
+        md.append("\n## Ceiling: this machine's matrix multiply, and the text model's share of it\n\n")
+        md.append(f"ONNX Runtime, {mm['threads']} threads, {mm['n']}×{mm['n']}×{mm['n']}: fp32 `MatMul` {mm.get('fp32_gops')} GFLOP/s, "
+                  f"int8 `MatMulInteger` {mm.get('int8_gops')} GOP/s. Model cost: {ce['flops_per_request_gateway_padding'] / 1e9:.3f} GFLOP per "
+                  f"request at the gateway's padding (encoder {ce['encoder_shape']}).\n\n")
+        rows = []
+        for name, modes in ce["model"].items():
+            for mode, r in modes.items():
+                rows.append([f"{name}, ONNX Runtime direct, {mode}", r["sentences_per_s"], r["achieved_gops"], r["fraction_of_ceiling"]])
+        for label, rate in data.get("serving_rates", {}).items():
+            rows.append([label, rate["per_s"], rate["achieved_gops"], rate["fraction_of_ceiling"]])
+        md.append(_table(["what", "sentences/s", "achieved GOP/s", "fraction of ceiling"], rows))
+    tu = data.get("tuning")
+    if tu:
+        md.append("\n## Optimization: what each change gained\n\n")
+        md.append(tu.get("method", "") + "\n\n")
+        md.append(_table(["change", "level", "concurrency", "throughput /s", "vs reference", "p50 ms", "p99 ms", "avg batch", "CPU ms per request"],
+                         [[r["change"], r["level"], r["concurrency"], r["throughput"], r.get("gain"), r.get("p50_ms"), r.get("p99_ms"),
+                           r.get("avg_executed_batch"), r.get("cpu_ms")] for r in tu["rows"]]))
+        for note in tu.get("conclusions", []):
+            md.append(f"- {note}\n")
+    acc = data.get("accuracy")
+    if acc:
+        md.append(f"\n## Accuracy of the optimized variants (test split; from `{acc['source']}`)\n\n")
+        md.append(_table(["variant", "accuracy", "Δ vs onnx_fp32 (points)"], [[k, r["accuracy"], r["delta_points"]] for k, r in acc["rows"].items()]))
+    md.append("\n## Reproduce\n\n```bash\n" + "\n".join(data["commands"]) + "\n```\n")
+    return "".join(md)
+
+
+def chart(data: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    gw, tr = data.get("gateway"), data.get("triton")
+    if gw:
+        series = {}
+        for p in gw["service"]["points"] + gw["baseline"].get("points", []):
+            series.setdefault(p["target"], []).append(p)
+        for name, pts in series.items():
+            cs = [p["concurrency"] for p in pts]
+            axes[0].plot(cs, [p["throughput_rps"] for p in pts], marker="o", label=name)
+            if name.endswith("/text_emotion"):
+                axes[1].plot(cs, [p["p99_ms"] for p in pts], marker="o", label=f"{name} p99")
+                axes[1].plot(cs, [p["p50_ms"] for p in pts], marker=".", linestyle="--", label=f"{name} p50")
+        axes[0].set(title="Gateway vs baseline: throughput", xlabel="concurrency", ylabel="requests/s", xscale="log", xticks=[1, 2, 4, 8, 16, 32])
+        axes[1].set(title="Gateway vs baseline: latency", xlabel="concurrency", ylabel="ms", xscale="log", yscale="log", xticks=[1, 2, 4, 8, 16, 32])
+        for ax in axes[:2]:
+            ax.set_xticklabels([1, 2, 4, 8, 16, 32])
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    if tr:
+        series = {}
+        for p in tr["points"]:
+            if "error" not in p:
+                series.setdefault(p["model"], []).append(p)
+        for name, pts in series.items():
+            axes[2].plot([p["concurrency"] for p in pts], [p["throughput_infer_per_s"] for p in pts], marker="o", label=name)
+        axes[2].set(title="Triton (perf_analyzer, gRPC)", xlabel="concurrency", ylabel="inferences/s", xscale="log", xticks=[1, 2, 4, 8, 16, 32])
+        axes[2].set_xticklabels([1, 2, 4, 8, 16, 32])
+        axes[2].legend(fontsize=7)
+        axes[2].grid(alpha=0.3)
+    fig.suptitle(f"Emotune benchmarks ({data['generated']}{', quick mode' if data.get('quick') else ''})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def serving_rates(ceiling: dict | None, triton: dict | None, gateway: dict | None) -> dict:
+    """Achieved GOP/s of the served INT8 model at the best Triton point and at the gateway's highest concurrency."""
+    if not ceiling or not isinstance(ceiling["matmul"].get("int8_gops"), (int, float)):
+        return {}
+    flops, peak = ceiling["flops_per_request_gateway_padding"], ceiling["matmul"]["int8_gops"]
+    out = {}
+    candidates = []
+    if triton:
+        pts = [p for p in triton["points"] if p.get("model") == TEXT_MODEL and "error" not in p]
+        if pts:
+            best = max(pts, key=lambda p: p["throughput_infer_per_s"])
+            candidates.append((f"served INT8 through Triton, best point (concurrency {best['concurrency']})", best["throughput_infer_per_s"]))
+    if gateway:
+        pts = [p for p in gateway["service"]["points"] if p["target"].endswith("/text_emotion")]
+        if pts:
+            top = max(pts, key=lambda p: p["concurrency"])
+            candidates.append((f"served INT8 through the gateway (concurrency {top['concurrency']})", top["throughput_rps"]))
+    for label, per_s in candidates:
+        gops = per_s * flops / 1e9
+        out[label] = {"per_s": per_s, "achieved_gops": round(gops, 1), "fraction_of_ceiling": round(gops / peak, 3)}
+    return out
+
+
+def build(out: Path, command: str, quick: bool = False, notes: list[str] | None = None) -> dict:
+    triton, gateway, ceiling, tuning = (_load(out / f"{n}.json") for n in ("triton", "gateway", "ceiling", "tuning"))
+    acc = accuracy()
+    machine = (gateway or triton or ceiling or {}).get("machine")
+    data = {
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "machine": machine,
+        "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
+        "ceiling": ceiling, "tuning": tuning, "serving_rates": serving_rates(ceiling, triton, gateway),
+        "commands": [
+            "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",
+            "emotune bench                     # everything below, then the report (about 25 minutes on 2 cores)",
+            "python -m bench.ceiling           # matmul ceiling + model FLOP/s",
+            "python -m bench.triton_perf       # perf_analyzer sweeps: INT8/fp32 × dynamic batching on/off",
+            "python -m bench.gateway_load      # gateway sweep, then the Flask baseline with the same load",
+            "python -m bench.tuning            # one change at a time, measured against the shipped configuration",
+            "python -m bench.report            # bench/report/{report.json,REPORT.md,report.png}",
+            "emotune bench --quick --out /tmp/bench   # the smoke version the tests run",
+        ],
+    }
+    write_json(out / "report.json", data)
+    (out / "REPORT.md").write_text(markdown(data))
+    chart(data, out / "report.png")
+    return data
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    data = build(args.out, "python -m bench.report", args.quick)
+    for row in data["headline"]:
+        print(f"{'MET ' if row['met'] else 'MISS' if row['met'] is False else '  - '} {row['target']}: {row['measured']}")
+
+
+if __name__ == "__main__":
+    main()

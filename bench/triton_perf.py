@@ -1,0 +1,342 @@
+"""Triton-level benchmark: perf_analyzer (the binary ``tritonclient==2.51.0`` installs) over gRPC with real token inputs.
+
+Every variant is a copy of the served model folder under its own name in one temporary repository, so one
+tritonserver holds them all and they are measured back to back under the same conditions:
+
+- ``text_emotion``           the repository as shipped (INT8, dynamic batching);
+- ``text_emotion_nobatch``   the same without the ``dynamic_batching`` block: every request runs alone;
+- ``text_emotion_fp32``      the optimized fp32 ONNX (the INT8 model's source), dynamic batching on;
+- ``text_emotion_fp32_nobatch`` fp32 without dynamic batching.
+
+For each variant and concurrency, perf_analyzer measures throughput and p50/p95/p99; Triton's
+``/v2/models/<m>/stats`` before and after gives the batch sizes it actually executed.
+
+    python -m bench.triton_perf [--quick] [--out bench/report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.common import REPOSITORY, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, tree_cpu_seconds, triton_server, write_json
+
+FULL_CONCURRENCY = [1, 2, 4, 8, 16, 32]
+QUICK_CONCURRENCY = [1, 4]
+
+
+# ---------------------------------------------------------------------------------------------- model variants
+@dataclass
+class Variant:
+    """One model folder in the temporary repository: the served model with config edits and maybe another ONNX."""
+
+    name: str
+    description: str
+    dynamic_batching: bool = True
+    queue_delay_us: int | None = None  # None: keep the shipped value
+    preferred_batch_sizes: list[int] | None = None  # None: keep; []: remove the line
+    instances: int | None = None
+    intra_op_threads: int | None = None
+    onnx: Path | None = None  # None: the shipped model.onnx
+    ragged: bool | None = None  # allow_ragged_batch on the variable-width inputs: True adds it, False removes it, None keeps
+    session_config: dict[str, str] = field(default_factory=dict)  # ONNX Runtime session config entries, patched into model.py
+    model_py: Path | None = None  # another python-backend model.py (an experiment)
+    parameters: dict[str, str] = field(default_factory=dict)  # extra config parameters (read by model.py)
+    concurrency: list[int] = field(default_factory=list)  # empty: the sweep's list
+
+
+def edit_config(text: str, v: Variant) -> str:
+    """The shipped ``config.pbtxt`` with the variant's edits (renamed so several variants share one server)."""
+    text = re.sub(r'^name: ".*"$', f'name: "{v.name}"', text, count=1, flags=re.M)
+    if not v.dynamic_batching:
+        text = re.sub(r"^dynamic_batching \{.*?^\}\n", "", text, flags=re.M | re.S)
+    else:
+        if "dynamic_batching" not in text:
+            text += "dynamic_batching { }\n"
+        if v.queue_delay_us is not None:
+            if "max_queue_delay_microseconds" in text:
+                text = re.sub(r"max_queue_delay_microseconds: \d+", f"max_queue_delay_microseconds: {v.queue_delay_us}", text)
+            else:
+                text = text.replace("dynamic_batching {", f"dynamic_batching {{\n  max_queue_delay_microseconds: {v.queue_delay_us}", 1)
+        if v.preferred_batch_sizes is not None:
+            text = re.sub(r"^  preferred_batch_size: \[.*\]\n", "", text, flags=re.M)
+            if v.preferred_batch_sizes:
+                sizes = ", ".join(map(str, v.preferred_batch_sizes))
+                text = text.replace("dynamic_batching {", f"dynamic_batching {{\n  preferred_batch_size: [ {sizes} ]", 1)
+    if v.ragged is False:
+        text = re.sub(r"[ \t]*allow_ragged_batch: true", "", text)
+    elif v.ragged and "allow_ragged_batch" not in text:
+        text = re.sub(r"(\{ name: \"\w+\" data_type: \w+ dims: \[ -1 \])( \})", r"\1 allow_ragged_batch: true\2", text)
+    for key, value in v.parameters.items():
+        text = text.replace("model_warmup [", f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\nmodel_warmup [', 1)
+    if v.instances is not None:
+        text = re.sub(r"count: \d+ kind: KIND_CPU", f"count: {v.instances} kind: KIND_CPU", text)
+    if v.intra_op_threads is not None:
+        text = re.sub(r'(key: "intra_op_threads" value: \{ string_value: ")\d+(")', rf"\g<1>{v.intra_op_threads}\g<2>", text)
+    return text
+
+
+SESSION_ANCHOR = "options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
+
+
+def patch_model_py(path: Path, entries: dict[str, str]) -> None:
+    """An experiment only: add ONNX Runtime session config entries to the copied python-backend model.py."""
+    text = path.read_text()
+    if SESSION_ANCHOR not in text:
+        raise ValueError(f"{path}: cannot find where to add session options")
+    indent = text.split(SESSION_ANCHOR)[0].rsplit("\n", 1)[1]
+    lines = "".join(f"{indent}options.add_session_config_entry({k!r}, {v!r})\n" for k, v in entries.items())
+    path.write_text(text.replace(SESSION_ANCHOR, SESSION_ANCHOR + lines, 1))
+
+
+def build_repository(work: Path, variants: list[Variant], source: Path = REPOSITORY) -> Path:
+    """``work/python/<variant>/``: linked copies of ``source/text_emotion`` with edited configs."""
+    repo = work / "python"
+    repo.mkdir(parents=True, exist_ok=True)
+    for v in variants:
+        folder = link_model_copy(source / TEXT_MODEL, repo / v.name, v.onnx)
+        (folder / "config.pbtxt").write_text(edit_config((source / TEXT_MODEL / "config.pbtxt").read_text(), v))
+        if v.model_py is not None:
+            shutil.copyfile(v.model_py, folder / "1" / "model.py")
+        if v.session_config:
+            patch_model_py(folder / "1" / "model.py", v.session_config)
+    return repo
+
+
+def fp32_onnx(work: Path) -> tuple[Path | None, str]:
+    """The optimized fp32 ONNX the INT8 model was quantized from: the text run's, or exported here from the baseline model."""
+    candidate = TEXT_RUN / "onnx" / "model_optimized.onnx"
+    if candidate.exists():
+        return candidate, str(candidate)
+    try:  # fresh clone: export the same architecture (checkpoint if any, else pretrained encoder + random head)
+        import torch
+
+        from bench.baseline_flask import load_model
+        from export.onnx import export_onnx
+        from export.quantize import optimize_transformer
+        from training.text import encoder_dir
+        from gateway.preprocessing.text import TextTokenizer
+
+        model, _, labels, max_length, origin = load_model()
+
+        class Probabilities(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask):
+                return torch.softmax(self.m(input_ids, attention_mask), dim=-1)
+
+        tok = TextTokenizer(encoder_dir() / "tokenizer.json", max_length)
+        example = {k: torch.from_numpy(v) for k, v in tok.encode(["export example", "a second example text"]).items()}
+        axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "probabilities": {0: "batch"}}
+        raw = export_onnx(Probabilities(model).eval(), example, ["probabilities"], axes, work / "fp32" / "model_fp32.onnx")
+        cfg = model.encoder.config
+        out = optimize_transformer(raw, work / "fp32" / "model_optimized.onnx", cfg.num_attention_heads, cfg.hidden_size)
+        return out, f"exported by the benchmark from {origin}"
+    except Exception as exc:  # no [train] extra: skip the fp32 variants
+        print(f"[triton] no fp32 ONNX available ({exc}); skipping the fp32 variants", file=sys.stderr)
+        return None, f"unavailable: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------- perf_analyzer
+def perf_analyzer_env() -> dict[str, str]:
+    """perf_analyzer needs libb64.so.0d and libcudart.so.12: symlink the wheel's hashed copies under plain names."""
+    from emotune.triton_server import _libs_dir
+
+    libs = _libs_dir()
+    target = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emotune" / "perf_analyzer_libs"
+    target.mkdir(parents=True, exist_ok=True)
+    for pattern, plain in (("libb64-*.so.0d", "libb64.so.0d"), ("libcudart-*.so.12*", "libcudart.so.12")):
+        found = sorted(libs.glob(pattern))
+        link = target / plain
+        if found and not link.exists():
+            link.symlink_to(found[0])
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(target), str(libs), env.get("LD_LIBRARY_PATH")]))
+    return env
+
+
+def perf_analyzer_binary() -> Path:
+    path = Path(sys.executable).parent / "perf_analyzer"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: `pip install tritonclient[grpc,http]==2.51.0` installs it")
+    return path
+
+
+def write_input_data(path: Path, n_texts: int, repository: Path = REPOSITORY) -> dict:
+    """perf_analyzer ``--input-data`` JSON: one request per real test sentence, tokenized as the gateway does."""
+    from gateway.model_info import ModelInfo
+    from gateway.preprocessing.text import TextTokenizer
+
+    info = ModelInfo.load(repository / TEXT_MODEL)
+    pre = info.preprocessing
+    tokenizer = TextTokenizer(info.directory / pre["tokenizer"], pre["max_length"], pre.get("pad_to_multiple", 1))
+    data, widths = [], []
+    for text in real_texts(n_texts):
+        enc = tokenizer.encode([text])
+        width = enc["input_ids"].shape[1]
+        widths.append(width)
+        data.append({name: {"content": enc[name][0].tolist(), "shape": [width]} for name in ("input_ids", "attention_mask")})
+    path.write_text(json.dumps({"data": data}))
+    counts = {str(w): widths.count(w) for w in sorted(set(widths))}
+    return {"requests": len(data), "padded_widths": counts, "pad_to_multiple": pre.get("pad_to_multiple", 1)}
+
+
+def model_stats(http_url: str, model: str) -> dict:
+    stats = httpx.get(f"{http_url}/v2/models/{model}/stats", timeout=10).json()["model_stats"][0]
+    batches = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
+    return {"inference_count": int(stats.get("inference_count", 0)), "execution_count": int(stats.get("execution_count", 0)), "batches": batches}
+
+
+def stats_delta(before: dict, after: dict) -> dict:
+    hist = {b: after["batches"].get(b, 0) - before["batches"].get(b, 0) for b in after["batches"]}
+    hist = {b: n for b, n in sorted(hist.items()) if n > 0}
+    inferences = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    return {"executed_batch_sizes": {str(b): n for b, n in hist.items()},
+            "avg_executed_batch": round(inferences / executions, 2) if executions else None,
+            "inferences": inferences, "executions": executions}
+
+
+def run_point(server, model: str, data: Path, concurrency: int, work: Path, quick: bool) -> dict:
+    csv_path = work / f"{model}_c{concurrency}.csv"
+    interval = 1000 if quick else 3000
+    cmd = [
+        str(perf_analyzer_binary()), "-m", model, "-i", "grpc", "-u", server.grpc_url, "--input-data", str(data),
+        f"--concurrency-range={concurrency}:{concurrency}", f"--measurement-interval={interval}",
+        "--stability-percentage=50" if not quick else "--stability-percentage=100", f"--max-trials={4 if quick else 10}",
+        "-f", str(csv_path),
+    ]
+    before = model_stats(server.http_url, model)
+    cpu_before = tree_cpu_seconds(server.process.pid)
+    started = time.monotonic()
+    result = subprocess.run(cmd, env=perf_analyzer_env(), capture_output=True, text=True, timeout=300)
+    unstable = result.returncode != 0 and "stable measurement" in result.stdout + result.stderr
+    if unstable:  # a noisy 2-core machine: measure once more, longer, accepting any spread (the point is marked)
+        retry = [a for a in cmd if not a.startswith(("--measurement-interval", "--stability-percentage"))]
+        retry += [f"--measurement-interval={interval * 2}", "--stability-percentage=100"]
+        before = model_stats(server.http_url, model)
+        cpu_before = tree_cpu_seconds(server.process.pid)
+        result = subprocess.run(retry, env=perf_analyzer_env(), capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - started
+    after = model_stats(server.http_url, model)
+    cpu = tree_cpu_seconds(server.process.pid) - cpu_before
+    if result.returncode != 0 or not csv_path.exists():
+        return {"model": model, "concurrency": concurrency, "error": (result.stdout + result.stderr).strip()[-800:]}
+    with csv_path.open() as f:
+        row = next(csv.DictReader(f))
+    us = lambda key: round(float(row[key]) / 1000.0, 2) if row.get(key) not in (None, "") else None  # noqa: E731
+    point = {
+        "model": model, "concurrency": concurrency, "throughput_infer_per_s": round(float(row["Inferences/Second"]), 1),
+        "p50_ms": us("p50 latency"), "p95_ms": us("p95 latency"), "p99_ms": us("p99 latency"),
+        "server_queue_ms": us("Server Queue"), "server_compute_ms": us("Server Compute Infer"), "wall_s": round(elapsed, 1), "unstable_retry": unstable,
+        **stats_delta(before, after),
+    }
+    # CPU the server spent (gRPC, batcher, python-backend stub, ONNX Runtime) per inference it ran over the point
+    point["server_cpu_ms_per_infer"] = round(1000 * cpu / point["inferences"], 2) if point["inferences"] else None
+    print(f"[triton] {model:<28} c={concurrency:<3} {point['throughput_infer_per_s']:>7.1f}/s  p50 {point['p50_ms']:>7.1f} ms"
+          f"  p99 {point['p99_ms']:>7.1f} ms  avg batch {point['avg_executed_batch']}  server CPU ms/infer {point['server_cpu_ms_per_infer']}",
+          flush=True)
+    return point
+
+
+def sweep(variants: list[Variant], concurrency: list[int], out: Path, quick: bool, n_texts: int, label: str = "triton") -> dict:
+    """Start one tritonserver with every variant, run perf_analyzer over each (variant, concurrency)."""
+    with tempfile.TemporaryDirectory(prefix=f"emotune-bench-{label}-") as tmp:
+        work = Path(tmp)
+        repo = build_repository(work, variants)
+        data = work / "input_data.json"
+        inputs = write_input_data(data, n_texts)
+        log = out / "logs" / f"{label}_tritonserver.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.unlink(missing_ok=True)
+        points = []
+        with triton_server(repo, [v.name for v in variants], log) as server:
+            for v in variants:
+                for c in v.concurrency or concurrency:
+                    points.append(run_point(server, v.name, data, c, work, quick))
+        configs = {v.name: (repo / v.name / "config.pbtxt").read_text() for v in variants}
+    return {
+        "variants": {v.name: {"description": v.description, "onnx": str(v.onnx) if v.onnx else "shipped model.onnx",
+                              "config": configs[v.name]} for v in variants},
+        "inputs": inputs, "points": points,
+    }
+
+
+def summarize(result: dict) -> dict:
+    """Headline ratios: dynamic batching vs batch-1 serial; INT8 vs fp32."""
+    by = {(p["model"], p["concurrency"]): p for p in result["points"] if "error" not in p}
+    best = lambda m: max((p for (n, _), p in by.items() if n == m), key=lambda p: p["throughput_infer_per_s"], default=None)  # noqa: E731
+    serial = by.get((f"{TEXT_MODEL}_nobatch", 1))
+    dyn_best = best(TEXT_MODEL)
+    top = max((c for (n, c) in by if n == TEXT_MODEL), default=None)
+    dyn_top = by.get((TEXT_MODEL, top)) if top else None
+    summary = {}
+    if serial and dyn_best:
+        summary["serial_batch1_infer_per_s"] = serial["throughput_infer_per_s"]
+        summary["dynamic_best_infer_per_s"] = dyn_best["throughput_infer_per_s"]
+        summary["dynamic_best_concurrency"] = dyn_best["concurrency"]
+        summary["dynamic_vs_serial"] = round(dyn_best["throughput_infer_per_s"] / serial["throughput_infer_per_s"], 2)
+    if dyn_top and (nob := by.get((f"{TEXT_MODEL}_nobatch", top))):
+        summary[f"dynamic_vs_nobatch_at_c{top}"] = round(dyn_top["throughput_infer_per_s"] / nob["throughput_infer_per_s"], 2)
+    if dyn_best and (fp := best(f"{TEXT_MODEL}_fp32")):
+        summary["int8_vs_fp32_best"] = round(dyn_best["throughput_infer_per_s"] / fp["throughput_infer_per_s"], 2)
+    if serial and (fps := by.get((f"{TEXT_MODEL}_fp32_nobatch", 1))):
+        summary["int8_vs_fp32_serial"] = round(serial["throughput_infer_per_s"] / fps["throughput_infer_per_s"], 2)
+    return summary
+
+
+def default_variants(quick: bool, out: Path) -> tuple[list[Variant], dict]:
+    variants = [
+        Variant(TEXT_MODEL, "INT8, dynamic batching (as shipped)"),
+        Variant(f"{TEXT_MODEL}_nobatch", "INT8, dynamic batching off: each request runs alone", dynamic_batching=False),
+    ]
+    notes = {}
+    if not quick:
+        work = Path(tempfile.mkdtemp(prefix="emotune-bench-fp32-"))
+        onnx, origin = fp32_onnx(work)
+        notes["fp32_onnx"] = origin
+        if onnx is not None:
+            variants += [
+                Variant(f"{TEXT_MODEL}_fp32", "optimized fp32 ONNX, dynamic batching", onnx=onnx),
+                Variant(f"{TEXT_MODEL}_fp32_nobatch", "optimized fp32 ONNX, dynamic batching off", dynamic_batching=False, onnx=onnx,
+                        concurrency=[1, 32]),
+            ]
+    return variants, notes
+
+
+def run(quick: bool, out: Path) -> dict:
+    variants, notes = default_variants(quick, out)
+    result = sweep(variants, QUICK_CONCURRENCY if quick else FULL_CONCURRENCY, out, quick, n_texts=64 if quick else 1000)
+    result.update({"notes": notes, "summary": summarize(result), "machine": machine(),
+                   "perf_analyzer": "perf_analyzer -i grpc --input-data <real sentences> --concurrency-range C:C "
+                                    + ("--measurement-interval=1000 --max-trials=3" if quick else
+                                       "--measurement-interval=3000 --stability-percentage=50 --max-trials=10")})
+    write_json(out / "triton.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    args = p.parse_args(argv)
+    result = run(args.quick, args.out)
+    print(json.dumps(result["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

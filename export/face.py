@@ -1,0 +1,125 @@
+"""Face model export: the configuration ``emotune train face --variant compare`` chose → ONNX (dynamic batch,
+parity-checked on real FER2013 faces) → FP32 for the CPU flavour, FP16 for the GPU flavour → ``face_emotion`` in both
+repository flavours, with its report on fer2013/val as is and without the images that duplicate training images.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.onnx import export_onnx, run, session
+from export.parity import check_parity
+from export.quantize import to_fp16
+from export.repository import ModelSpec, write_model
+from gateway.model_info import TensorSpec
+from gateway.preprocessing.image import FACE_MARGIN, MEAN, SIZE, STD, normalize
+from training.data import subset
+from training.face import load_fer_split, load_served, train_duplicates
+from training.face_models import LABELS, Served
+from training.report import classification_metrics, plot_confusion_matrix, write_report
+
+MODEL_NAME = "face_emotion"
+MAX_BYTES = 20 * 2**20  # both flavours together must stay small enough to commit
+
+
+def _onnx_probs(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    sess = session(path)
+    return np.concatenate([run(sess, {"image": normalize(images[i : i + batch])}) for i in range(0, len(images), batch)])
+
+
+def _metrics(probs: np.ndarray, labels: np.ndarray, duplicate: np.ndarray) -> dict:
+    keep = ~duplicate
+    return {"val_dedup": classification_metrics(labels[keep], probs[keep].argmax(1), LABELS),
+            "val_as_is": classification_metrics(labels, probs.argmax(1), LABELS)}
+
+
+def export(run_dir: Path, repository: Path, args=None) -> dict:
+    data_dir = Path(getattr(args, "data_dir", None) or "../shared/data/fer2013")
+    model, choice = load_served(run_dir)
+    served = Served(model, tta=choice["tta"]).eval()
+    train = load_fer_split(data_dir, "train", run_dir)
+    val = load_fer_split(data_dir, "val", run_dir)
+    duplicate = train_duplicates(val, train)
+    limit = getattr(args, "test_limit", None)
+    if limit:  # a stratified subset (val is stored class by class)
+        keep = subset(len(val.labels), limit, val.labels, seed=13)
+        val.images, val.labels, duplicate = val.images[keep], val.labels[keep], duplicate[keep]
+
+    work = run_dir / "onnx"
+    example = {"image": torch.from_numpy(normalize(val.images[:2]))}
+    fp32 = export_onnx(served, example, ["probabilities"], {"image": {0: "batch"}, "probabilities": {0: "batch"}}, work / "model_fp32.onnx")
+    parity_batches = [{"image": normalize(val.images[i : i + 16])} for i in range(0, min(len(val.images), 128), 16)]
+    parity = check_parity(served, fp32, parity_batches, atol=1e-4)
+    fp16 = to_fp16(fp32, work / "model_fp16.onnx")
+
+    with torch.inference_mode():
+        torch_probs = np.concatenate([served(torch.from_numpy(normalize(val.images[i : i + 256]))).numpy() for i in range(0, len(val.images), 256)])
+    variants = {"pytorch_fp32": torch_probs, "onnx_fp32 (served on CPU)": _onnx_probs(fp32, val.images)}
+    try:
+        variants["onnx_fp16 (GPU flavour, run here on CPU)"] = _onnx_probs(fp16, val.images)
+    except Exception as exc:  # CPU kernels for some FP16 ops may be missing; the GPU flavour is then checked on GPU hosts only
+        print(f"FP16 model not evaluated on CPU: {exc}")
+    metrics = {name: _metrics(p, val.labels, duplicate) for name, p in variants.items()}
+    agreement = float((variants["pytorch_fp32"].argmax(1) == variants["onnx_fp32 (served on CPU)"].argmax(1)).mean())
+
+    size = sum(p.stat().st_size for p in (fp32, fp16))
+    if size > MAX_BYTES:
+        raise RuntimeError(f"face model files total {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB budget for the repository")
+    spec = ModelSpec(
+        name=MODEL_NAME,
+        labels=LABELS,
+        inputs=[TensorSpec("image", "float32", [1, SIZE, SIZE])],
+        outputs=[TensorSpec("probabilities", "float32", [len(LABELS)])],
+        max_batch_size=32,
+        preferred_batch_sizes=[4, 8, 16, 32],
+        preprocessing={"size": SIZE, "mean": MEAN, "std": STD, "face_margin": FACE_MARGIN, "color": "grayscale",
+                       "detector": "opencv haarcascade_frontalface_default", "tta": "mirror" if choice["tta"] else "none"},
+    )
+    write_model(repository, spec, {"python": fp32, "onnxruntime": fp16})
+
+    comparison = json.loads((run_dir / "comparison.json").read_text())
+    variant_reports = {}
+    for name, path in comparison["reports"].items():
+        r = json.loads(Path(path).read_text())
+        variant_reports[name] = {
+            "command": r.get("command"), "parameters": r.get("parameters"), "train_seconds": r.get("seconds"),
+            "epochs": len(r.get("history") or []), "val_as_is_accuracy": r["val_as_is"]["accuracy"],
+            "val_as_is_tta_accuracy": r["val_as_is_tta"]["accuracy"], "val_dedup_accuracy": r["val_dedup"]["accuracy"],
+            "val_dedup_macro_f1": r["val_dedup"]["macro_f1"], "val_dedup_tta_accuracy": r["val_dedup_tta"]["accuracy"],
+            "val_dedup_tta_macro_f1": r["val_dedup_tta"]["macro_f1"],
+        }
+    served_name = "+".join(choice["members"]) + (" with mirror TTA" if choice["tta"] else "")
+    report = {
+        "model": f"face_emotion: {served_name} (48×48 grayscale, FER2013 labels)",
+        "export_command": shlex.join(["emotune", *sys.argv[1:]]) if sys.argv[0].endswith("emotune") else None,
+        "selection": comparison["selection"],
+        "served": choice,
+        "val": f"{data_dir}/val (FER2013 PublicTest, {len(val.labels)} images); dedup = without the {int(duplicate.sum())} "
+               "images pixel-identical to a training image",
+        "parity_max_abs_diff_fp32": float(f"{parity:.3g}"),
+        "argmax_agreement_pytorch_onnx": round(agreement, 4),
+        "files": {"python flavour (CPU)": "model_fp32.onnx", "onnxruntime flavour (GPU, TensorRT FP16)": "model_fp16.onnx"},
+        "sizes_mb": {p.name: round(p.stat().st_size / 2**20, 2) for p in (fp32, fp16)},
+        "variants": variant_reports,
+        "top_candidates": comparison["candidates"][:10],
+    }
+    for name, m in metrics.items():
+        report[f"{name}: val_dedup"] = m["val_dedup"]
+        report[f"{name}: val_as_is"] = m["val_as_is"]
+    reports = repository / "reports" / MODEL_NAME
+    served_key = "onnx_fp32 (served on CPU)"
+    write_report(reports, f"face_emotion (served: {served_name}), fer2013/val without train duplicates", report, LABELS, f"{served_key}: val_dedup")
+    plot_confusion_matrix(metrics[served_key]["val_as_is"]["confusion_matrix"], LABELS, "face_emotion, fer2013/val as is",
+                          reports / "confusion_matrix_val_as_is.png")
+    with open(reports / "REPORT.md", "a") as f:
+        f.write("![confusion matrix, val as is](confusion_matrix_val_as_is.png)\n")
+    dedup, as_is = metrics[served_key]["val_dedup"], metrics[served_key]["val_as_is"]
+    print(f"parity {parity:.2e}; served {served_name}: val dedup accuracy {dedup['accuracy']:.4f} (macro-F1 {dedup['macro_f1']:.4f}), "
+          f"as is {as_is['accuracy']:.4f}; repository written to {repository}")
+    return report

@@ -1,0 +1,110 @@
+"""``POST /speech_emotion``: an uploaded audio file (multipart field ``file``) → emotion, scores, per-window timeline.
+
+Decoding and features run in the gateway (``gateway.preprocessing.audio``, the module training used), in a worker
+thread so the event loop keeps serving; the clip's windows go to ``speech_emotion`` as ONE batch.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway.deps import BackendDep, ModelsDep, SettingsDep
+from gateway.errors import ServiceError
+from gateway.inference import InferenceBackend
+from gateway.model_info import ModelInfo
+from gateway.postprocessing import to_emotion
+from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
+
+MODEL = "speech_emotion"
+
+
+@asynccontextmanager
+async def _warm_up(app):
+    """At start-up, when the speech model is served: run the audio path once so the first request is not slow."""
+    info = getattr(app.state, "models", {}).get(MODEL)
+    if info is not None:
+        await run_in_threadpool(warm_up, preprocessing_for(info)[0])
+    yield
+
+
+router = APIRouter(tags=["emotion"], lifespan=_warm_up)
+
+
+class WindowEmotion(BaseModel):
+    start: float = Field(description="window start in the file, seconds")
+    end: float = Field(description="window end in the file, seconds")
+    emotion: str
+    confidence: float
+    scores: dict[str, float]
+
+
+class SpeechEmotionResponse(BaseModel):
+    emotion: str = Field(description="the clip's emotion: mean of its windows' probabilities")
+    confidence: float
+    scores: dict[str, float]
+    duration: float = Field(description="length of the decoded audio, seconds")
+    timeline: list[WindowEmotion] | None = Field(None, description="one entry per 3 s window, for clips with more than one window")
+
+
+@lru_cache
+def speech_preprocessing(model_dir: Path, features: str, stats_file: str) -> tuple[SpeechFeatureConfig, FeatureStats]:
+    """The served model's feature settings and normalization statistics, read once per process."""
+    return SpeechFeatureConfig.from_dict(json.loads(features)), FeatureStats.from_json(model_dir / stats_file)
+
+
+def preprocessing_for(info: ModelInfo) -> tuple[SpeechFeatureConfig, FeatureStats]:
+    pre = info.preprocessing
+    config, stats = speech_preprocessing(info.directory, json.dumps(pre["features"], sort_keys=True), pre["feature_stats"])
+    if config.dim != info.inputs[0].dims[-1] or stats.mean.shape[0] != config.dim:
+        raise ServiceError(503, "model_misconfigured", f"{info.name}: feature settings do not match the model input")
+    return config, stats
+
+
+async def classify_speech(speech: SpeechInput, backend: InferenceBackend, info: ModelInfo, request_id: str | None = None) -> dict:
+    """Run every window of the clip (one batch per ``max_batch_size`` windows) and build the answer."""
+    outputs = []
+    for start in range(0, len(speech.windows), info.max_batch_size):
+        batch = np.ascontiguousarray(speech.windows[start : start + info.max_batch_size], dtype=np.float32)
+        outputs.append((await backend.infer(info.name, {info.inputs[0].name: batch}, info.output_names, request_id))[info.output_names[0]])
+    probabilities = np.concatenate(outputs)
+    answer = to_emotion(probabilities.mean(axis=0), info.labels)
+    answer["duration"] = round(speech.audio.duration_s, 3)
+    if len(probabilities) > 1:
+        answer["timeline"] = [
+            {"start": s, "end": e, **to_emotion(row, info.labels)} for s, e, row in zip(speech.starts_s, speech.ends_s, probabilities)
+        ]
+    return answer
+
+
+def require_multipart(request: Request) -> None:
+    if "multipart/form-data" not in request.headers.get("content-type", ""):
+        raise ServiceError(415, "unsupported_media_type", "send the audio as multipart/form-data in the field 'file' "
+                                                          "(curl -F file=@speech.wav ...)")
+
+
+@router.post(
+    "/speech_emotion",
+    summary="emotion of speech in an audio file (WAV, FLAC, MP3, OGG, M4A/MP4, WebM, AIFF)",
+    response_model=SpeechEmotionResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require_multipart)],
+)
+async def speech_emotion(request: Request, backend: BackendDep, models: ModelsDep, settings: SettingsDep,
+                         file: UploadFile = File(description="the audio file")):
+    info = models.get(MODEL)
+    if info is None:
+        raise ServiceError(503, "model_unavailable", f"{MODEL} is not served here (add it to EMOTUNE_MODELS)")
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ServiceError(413, "file_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes, the limit")
+    config, stats = preprocessing_for(info)
+    speech = await run_in_threadpool(prepare_speech, data, config, stats, settings.max_audio_seconds, settings.max_upload_bytes)
+    return await classify_speech(speech, backend, info, request.headers.get("x-request-id"))

@@ -1,0 +1,81 @@
+"""The benchmarks' quick mode end to end (so they cannot rot), and the config edits their variants make.
+
+The quick run starts its own tritonserver, gateway and Flask baseline on free ports, measures a few seconds per
+point and writes a full report into a temporary folder: the numbers are smoke, the plumbing is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from bench.common import REPOSITORY, TEXT_MODEL
+from bench.triton_perf import Variant, build_repository, edit_config
+
+SHIPPED = REPOSITORY / TEXT_MODEL / "config.pbtxt"
+pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason=f"no {TEXT_MODEL} in {REPOSITORY}")
+
+
+def _parse(text: str) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def test_variant_configs_are_valid_and_change_one_thing():
+    shipped = _parse(SHIPPED.read_text())
+    off = _parse(edit_config(SHIPPED.read_text(), Variant("a", "", dynamic_batching=False)))
+    assert off.name == "a" and not off.HasField("dynamic_batching") and off.max_batch_size == shipped.max_batch_size
+    tuned = _parse(edit_config(SHIPPED.read_text(), Variant("b", "", queue_delay_us=0, preferred_batch_sizes=[], instances=2,
+                                                            intra_op_threads=1, ragged=True)))
+    assert tuned.HasField("dynamic_batching") and tuned.dynamic_batching.max_queue_delay_microseconds == 0
+    assert list(tuned.dynamic_batching.preferred_batch_size) == []
+    assert tuned.instance_group[0].count == 2 and tuned.parameters["intra_op_threads"].string_value == "1"
+    assert all(i.allow_ragged_batch for i in tuned.input)
+    same = _parse(edit_config(SHIPPED.read_text(), Variant(TEXT_MODEL, "")))
+    assert same == shipped
+
+
+def test_variant_repository_links_the_model_and_patches_session_options(tmp_path: Path):
+    repo = build_repository(tmp_path, [Variant("nospin", "", session_config={"session.intra_op.allow_spinning": "0"})])
+    assert (repo / "nospin" / "1" / "model.onnx").resolve() == (REPOSITORY / TEXT_MODEL / "1" / "model.onnx").resolve()
+    assert "add_session_config_entry('session.intra_op.allow_spinning', '0')" in (repo / "nospin" / "1" / "model.py").read_text()
+    assert (repo / "nospin" / "model.json").exists() and (repo / "nospin" / "tokenizer.json").exists()
+
+
+def test_quick_bench_writes_a_full_report(tmp_path: Path):
+    from bench.run import run_bench
+
+    perf_analyzer = Path(sys.executable).parent / "perf_analyzer"
+    if not perf_analyzer.exists():
+        pytest.skip("perf_analyzer (tritonclient[grpc,http]==2.51.0) is not installed")
+    data = run_bench(argparse.Namespace(quick=True, out=tmp_path))
+    for name in ("report.json", "REPORT.md", "report.png", "triton.json", "gateway.json", "ceiling.json", "tuning.json"):
+        assert (tmp_path / name).exists(), name
+
+    triton = json.loads((tmp_path / "triton.json").read_text())
+    assert {p["model"] for p in triton["points"]} == {TEXT_MODEL, f"{TEXT_MODEL}_nobatch"}
+    assert all("error" not in p and p["throughput_infer_per_s"] > 0 for p in triton["points"]), triton["points"]
+    nobatch = [p for p in triton["points"] if p["model"].endswith("_nobatch")]
+    assert all(set(p["executed_batch_sizes"]) == {"1"} for p in nobatch)  # batching off: Triton ran every request alone
+
+    gateway = json.loads((tmp_path / "gateway.json").read_text())
+    text_points = [p for p in gateway["service"]["points"] if p["target"].endswith("/text_emotion")]
+    assert text_points and all(p["errors"] == 0 and p["ok"] > 0 for p in text_points), text_points
+    if not gateway["baseline"].get("skipped"):
+        assert all(p["errors"] == 0 and p["ok"] > 0 for p in gateway["baseline"]["points"])
+        assert gateway["summary"]["by_concurrency"]
+
+    ceiling = json.loads((tmp_path / "ceiling.json").read_text())
+    assert ceiling["matmul"]["fp32_gops"] > 0 and ceiling["model"]["int8 (served)"]["batch1"]["sentences_per_s"] > 0
+
+    tuning = json.loads((tmp_path / "tuning.json").read_text())
+    assert {r["level"] for r in tuning["rows"]} == {"triton", "gateway"}
+
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## Targets" in report and "## Triton" in report and "## Gateway" in report
+    assert data["headline"]

