@@ -44,6 +44,25 @@ def accuracy(reports: Path = REPORTS) -> dict | None:
     return {"source": source, "reference": "onnx_fp32", "rows": rows, "export_command": report.get("export_command")}
 
 
+def proposals_rows(gateway: dict | None, tuning: dict | None) -> list[dict]:
+    """The tuning's end-to-end rows for the proposed changes against the baseline measured in the same run."""
+    if not gateway or not tuning:
+        return []
+    base = {p["concurrency"]: p for p in gateway.get("baseline", {}).get("points", [])}
+    rows = []
+    for r in tuning["rows"]:
+        if r["level"] != "gateway" or not r.get("throughput") or not r["change"].startswith(("all proposals", "Triton proposed")):
+            continue
+        b = base.get(r["concurrency"])
+        if not b or not b["throughput_rps"]:
+            continue
+        ratio = round(r["throughput"] / b["throughput_rps"], 2)
+        rows.append({"target": f"(not shipped yet) {r['change'].split(':')[0]}: text throughput at concurrency {r['concurrency']} ≥ 5× baseline; p99 ≤ baseline p50",
+                     "measured": f"{r['throughput']} vs {b['throughput_rps']} req/s = {ratio}×; p99 {r['p99_ms']} ms vs {b['p50_ms']} ms",
+                     "met": None})
+    return rows
+
+
 def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> list[dict]:
     rows = []
     if gateway:
@@ -63,6 +82,10 @@ def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> lis
                      "measured": f"{s['dynamic_best_infer_per_s']}/s (concurrency {s['dynamic_best_concurrency']}) vs "
                                  f"{s['serial_batch1_infer_per_s']}/s = {s['dynamic_vs_serial']}×",
                      "met": s["dynamic_vs_serial"] >= TARGETS["triton_dynamic_vs_serial"]})
+        if "proposed_vs_serial" in s:
+            rows.append({"target": "(not shipped yet) Triton with the proposed model.py + ragged batching ≥ 2.5× batch-1 serial",
+                         "measured": f"{s['proposed_best_infer_per_s']}/s vs {s['serial_batch1_infer_per_s']}/s = {s['proposed_vs_serial']}×",
+                         "met": None})
     if acc:
         for name, r in acc["rows"].items():
             if name in ("onnx_fp32", "pytorch_fp32"):
@@ -240,7 +263,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
     machine = (gateway or triton or ceiling or {}).get("machine")
     data = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "machine": machine,
-        "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
+        "notes": notes or [], "headline": headline(triton, gateway, acc) + proposals_rows(gateway, tuning), "accuracy": acc, "gateway": gateway, "triton": triton,
         "ceiling": ceiling, "tuning": tuning, "serving_rates": serving_rates(ceiling, triton, gateway),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",

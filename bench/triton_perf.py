@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 
-from bench.common import REPOSITORY, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, tree_cpu_seconds, triton_server, write_json
+from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, tree_cpu_seconds, triton_server, write_json
 
 FULL_CONCURRENCY = [1, 2, 4, 8, 16, 32]
+PROPOSED_MODEL_PY = Path(__file__).with_name("experiments") / "triton_python_model.py"
 QUICK_CONCURRENCY = [1, 4]
 
 
@@ -55,6 +57,7 @@ class Variant:
     model_py: Path | None = None  # another python-backend model.py (an experiment)
     parameters: dict[str, str] = field(default_factory=dict)  # extra config parameters (read by model.py)
     concurrency: list[int] = field(default_factory=list)  # empty: the sweep's list
+    source: str = TEXT_MODEL  # the served model this variant copies
 
 
 def edit_config(text: str, v: Variant) -> str:
@@ -102,12 +105,12 @@ def patch_model_py(path: Path, entries: dict[str, str]) -> None:
 
 
 def build_repository(work: Path, variants: list[Variant], source: Path = REPOSITORY) -> Path:
-    """``work/python/<variant>/``: linked copies of ``source/text_emotion`` with edited configs."""
+    """``work/python/<variant>/``: linked copies of ``source/<variant.source>`` with edited configs."""
     repo = work / "python"
     repo.mkdir(parents=True, exist_ok=True)
     for v in variants:
-        folder = link_model_copy(source / TEXT_MODEL, repo / v.name, v.onnx)
-        (folder / "config.pbtxt").write_text(edit_config((source / TEXT_MODEL / "config.pbtxt").read_text(), v))
+        folder = link_model_copy(source / v.source, repo / v.name, v.onnx)
+        (folder / "config.pbtxt").write_text(edit_config((source / v.source / "config.pbtxt").read_text(), v))
         if v.model_py is not None:
             shutil.copyfile(v.model_py, folder / "1" / "model.py")
         if v.session_config:
@@ -176,23 +179,48 @@ def perf_analyzer_binary() -> Path:
     return path
 
 
-def write_input_data(path: Path, n_texts: int, repository: Path = REPOSITORY) -> dict:
-    """perf_analyzer ``--input-data`` JSON: one request per real test sentence, tokenized as the gateway does."""
-    from gateway.model_info import ModelInfo
-    from gateway.preprocessing.text import TextTokenizer
+def write_input_data(path: Path, n: int, model: str = TEXT_MODEL, repository: Path = REPOSITORY) -> dict:
+    """perf_analyzer ``--input-data`` JSON: one request per real input, preprocessed as the gateway does it.
 
-    info = ModelInfo.load(repository / TEXT_MODEL)
+    text: test-split sentences, tokenized and padded like the gateway; speech: 3 s feature windows of RAVDESS
+    clips; faces: FER2013 face crops (the model input without detection)."""
+    from gateway.model_info import ModelInfo
+
+    info = ModelInfo.load(repository / model)
     pre = info.preprocessing
-    tokenizer = TextTokenizer(info.directory / pre["tokenizer"], pre["max_length"], pre.get("pad_to_multiple", 1))
-    data, widths = [], []
-    for text in real_texts(n_texts):
-        enc = tokenizer.encode([text])
-        width = enc["input_ids"].shape[1]
-        widths.append(width)
-        data.append({name: {"content": enc[name][0].tolist(), "shape": [width]} for name in ("input_ids", "attention_mask")})
+    if model == TEXT_MODEL:
+        from gateway.preprocessing.text import TextTokenizer
+
+        tokenizer = TextTokenizer(info.directory / pre["tokenizer"], pre["max_length"], pre.get("pad_to_multiple", 1))
+        data, widths = [], []
+        for text in real_texts(n):
+            enc = tokenizer.encode([text])
+            width = enc["input_ids"].shape[1]
+            widths.append(width)
+            data.append({name: {"content": enc[name][0].tolist(), "shape": [width]} for name in ("input_ids", "attention_mask")})
+        path.write_text(json.dumps({"data": data}))
+        counts = {str(w): widths.count(w) for w in sorted(set(widths))}
+        return {"requests": len(data), "padded_widths": counts, "pad_to_multiple": pre.get("pad_to_multiple", 1)}
+    rows = []
+    if model == "speech_emotion":
+        from gateway.routes.speech import preprocessing_for
+        from gateway.preprocessing.audio import prepare_speech
+
+        config, stats = preprocessing_for(info)
+        for clip in sorted((SHARED_DATA / "ravdess").glob("Actor_*/*.*"))[::37][:32]:
+            rows += list(prepare_speech(clip.read_bytes(), config, stats).windows)
+    else:  # a face model
+        from gateway.preprocessing.image import prepare_faces
+
+        for image in sorted((SHARED_DATA / "fer2013" / "val").glob("*/*.jpg"))[::37][:n]:
+            rows += list(prepare_faces(image.read_bytes(), detect=False, preprocessing=pre).inputs)
+    if not rows:
+        raise FileNotFoundError(f"no real inputs for {model} under {SHARED_DATA}")
+    rows = rows[: min(n, 32)]  # a few dozen distinct requests: each is large in perf_analyzer's JSON
+    name = info.inputs[0].name
+    data = [{name: {"content": r.astype(np.float32).ravel().tolist(), "shape": list(r.shape)}} for r in rows]
     path.write_text(json.dumps({"data": data}))
-    counts = {str(w): widths.count(w) for w in sorted(set(widths))}
-    return {"requests": len(data), "padded_widths": counts, "pad_to_multiple": pre.get("pad_to_multiple", 1)}
+    return {"requests": len(data), "shape": list(rows[0].shape)}
 
 
 def model_stats(http_url: str, model: str) -> dict:
@@ -258,8 +286,10 @@ def sweep(variants: list[Variant], concurrency: list[int], out: Path, quick: boo
     with tempfile.TemporaryDirectory(prefix=f"emotune-bench-{label}-") as tmp:
         work = Path(tmp)
         repo = build_repository(work, variants)
-        data = work / "input_data.json"
-        inputs = write_input_data(data, n_texts)
+        data, inputs = {}, {}
+        for source in dict.fromkeys(v.source for v in variants):
+            data[source] = work / f"input_data_{source}.json"
+            inputs[source] = write_input_data(data[source], n_texts, source)
         log = out / "logs" / f"{label}_tritonserver.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.unlink(missing_ok=True)
@@ -267,12 +297,12 @@ def sweep(variants: list[Variant], concurrency: list[int], out: Path, quick: boo
         with triton_server(repo, [v.name for v in variants], log) as server:
             for v in variants:
                 for c in v.concurrency or concurrency:
-                    points.append(run_point(server, v.name, data, c, work, quick))
+                    points.append(run_point(server, v.name, data[v.source], c, work, quick))
         configs = {v.name: (repo / v.name / "config.pbtxt").read_text() for v in variants}
     return {
         "variants": {v.name: {"description": v.description, "onnx": str(v.onnx) if v.onnx else "shipped model.onnx",
-                              "config": configs[v.name]} for v in variants},
-        "inputs": inputs, "points": points,
+                              "config": configs[v.name], "model": v.source} for v in variants},
+        "inputs": inputs.get(TEXT_MODEL) or next(iter(inputs.values())), "inputs_by_model": inputs, "points": points,
     }
 
 
@@ -292,10 +322,18 @@ def summarize(result: dict) -> dict:
         summary["dynamic_vs_serial"] = round(dyn_best["throughput_infer_per_s"] / serial["throughput_infer_per_s"], 2)
     if dyn_top and (nob := by.get((f"{TEXT_MODEL}_nobatch", top))):
         summary[f"dynamic_vs_nobatch_at_c{top}"] = round(dyn_top["throughput_infer_per_s"] / nob["throughput_infer_per_s"], 2)
+    if serial and (prop := best(f"{TEXT_MODEL}_proposed")):
+        summary["proposed_best_infer_per_s"] = prop["throughput_infer_per_s"]
+        summary["proposed_vs_serial"] = round(prop["throughput_infer_per_s"] / serial["throughput_infer_per_s"], 2)
     if dyn_best and (fp := best(f"{TEXT_MODEL}_fp32")):
         summary["int8_vs_fp32_best"] = round(dyn_best["throughput_infer_per_s"] / fp["throughput_infer_per_s"], 2)
     if serial and (fps := by.get((f"{TEXT_MODEL}_fp32_nobatch", 1))):
         summary["int8_vs_fp32_serial"] = round(serial["throughput_infer_per_s"] / fps["throughput_infer_per_s"], 2)
+    for name in {p["model"] for p in result["points"]}:
+        other_serial = by.get((f"{name}_nobatch", 1))
+        if name.startswith(TEXT_MODEL) or name.endswith("_nobatch") or not other_serial or not (b := best(name)):
+            continue
+        summary[f"{name}_dynamic_vs_serial"] = round(b["throughput_infer_per_s"] / other_serial["throughput_infer_per_s"], 2)
     return summary
 
 
@@ -305,7 +343,16 @@ def default_variants(quick: bool, out: Path) -> tuple[list[Variant], dict]:
         Variant(f"{TEXT_MODEL}_nobatch", "INT8, dynamic batching off: each request runs alone", dynamic_batching=False),
     ]
     notes = {}
+    shipped_py = (REPOSITORY / TEXT_MODEL / "1" / "model.py").read_text()
+    if not quick and "_run_length_grouped" not in shipped_py and PROPOSED_MODEL_PY.exists():
+        variants.append(Variant(f"{TEXT_MODEL}_proposed", "INT8, dynamic + ragged batching, length-grouped runs, ORT spinning off "
+                                "(proposed: bench/experiments/triton_python_model.py)", ragged=True, model_py=PROPOSED_MODEL_PY,
+                                parameters={"allow_spinning": "0"}))
     if not quick:
+        for model in sorted(p.parent.name for p in REPOSITORY.glob("*/config.pbtxt")):
+            if model != TEXT_MODEL:
+                variants += [Variant(model, f"{model} as shipped", source=model),
+                             Variant(f"{model}_nobatch", f"{model}, dynamic batching off", dynamic_batching=False, source=model)]
         work = Path(tempfile.mkdtemp(prefix="emotune-bench-fp32-"))
         onnx, origin = fp32_onnx(work)
         notes["fp32_onnx"] = origin

@@ -23,10 +23,7 @@ from pathlib import Path
 from bench.common import REPOSITORY, TEXT_MODEL, gateway, link_model_copy, machine, real_texts, triton_server, write_json
 from bench.gateway_load import served_models, text_requests
 from bench.gateway_load import sweep as sweep_load
-from bench.triton_perf import Variant, build_repository, sweep
-
-PROPOSED_MODEL_PY = Path(__file__).with_name("experiments") / "triton_python_model.py"
-
+from bench.triton_perf import PROPOSED_MODEL_PY, Variant, build_repository, sweep
 
 def shipped_state(repository: Path = REPOSITORY) -> dict:
     """What the shipped text model does, so each experiment flips one setting away from it."""
@@ -126,8 +123,10 @@ def _repository_with(variant: Variant | None, work: Path) -> Path:
 GATEWAY_PATCHES = {
     "async_deps": ("dependencies as `async def` (FastAPI runs plain `def` dependencies in a thread pool: 5 hops per request)",
                    [("gateway/deps.py", "\ndef _", "\nasync def _"), ("gateway/routes/text.py", "\ndef require_json", "\nasync def require_json")]),
-    "orjson": ("ORJSONResponse as the app's default response class",
-               [("gateway/app.py", "lifespan=lifespan,", "lifespan=lifespan, default_response_class=__import__('fastapi.responses').responses.ORJSONResponse,")]),
+    "orjson": ("/text_emotion answers with orjson bytes (a Response) instead of FastAPI's jsonable_encoder + json.dumps",
+               [("gateway/routes/text.py", '    return results[0] if body.text is not None else {"results": results}',
+                 '    return __import__("fastapi").Response(__import__("orjson").dumps(results[0] if body.text is not None else {"results": results}), '
+                 'media_type="application/json")')]),
 }
 CODE_DIRS = ("gateway", "emotune", "export", "training", "bench")
 

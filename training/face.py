@@ -313,7 +313,8 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
                                "repository_mb": round(size_mb, 1), "fits_size_budget": size_mb < SIZE_BUDGET_MB})
     candidates.sort(key=lambda c: (c["val_dedup_accuracy"], c["val_dedup_macro_f1"], -len(c["members"])), reverse=True)
     served = next(c for c in candidates if c["fits_size_budget"])
-    comparison = {"selection": "best accuracy on fer2013/val without the images that duplicate a training image, "
+    comparison = {"command": shlex.join(["emotune", *sys.argv[1:]]) if sys.argv[0].endswith("emotune") else None,
+                  "selection": "best accuracy on fer2013/val without the images that duplicate a training image, "
                                f"among configurations whose two repository flavours stay under {SIZE_BUDGET_MB} MB",
                   "served": served, "candidates": candidates,
                   "reports": {v: str(out_dir / v / "report.json") for v in runs}}

@@ -5,6 +5,9 @@ Speaker-independent by construction: validation and test actors are whole actors
 ``gateway.preprocessing.audio``, the module the gateway runs, so serving computes exactly what training saw.
 Augmentation (noise, pitch shift, time stretch, gain) is applied to the waveform before trimming and feature
 extraction; a few augmented copies of each training clip are computed once and cached under ``<out_dir>/cache``.
+
+``--variant whisper`` trains the pretrained-encoder variant instead (``training.speech_whisper``), on the same
+split, windows and augmented copies.
 """
 
 from __future__ import annotations
@@ -227,7 +230,11 @@ class SpeechEmotionModel(nn.Module):
 def build_model(variant: str, n_features: int, n_labels: int) -> nn.Module:
     if variant in ("cnn_lstm", "designed"):
         return SpeechEmotionModel(n_features, n_labels)
-    raise ValueError(f"unknown speech variant {variant!r} (known: cnn_lstm)")
+    if variant.startswith("whisper"):
+        from training.speech_whisper import build_whisper_model
+
+        return build_whisper_model(variant, n_labels)
+    raise ValueError(f"unknown speech variant {variant!r} (known: cnn_lstm, whisper, whisper<blocks>)")
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -301,6 +308,10 @@ def clip_probabilities(window_probs: np.ndarray, owner: np.ndarray, n_clips: int
 
 
 def train_speech(cfg: SpeechTrainConfig) -> dict:
+    if cfg.variant.startswith("whisper"):
+        from training.speech_whisper import train_whisper
+
+        return train_whisper(cfg)
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

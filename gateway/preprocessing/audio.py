@@ -7,17 +7,20 @@ Pipeline (every step here, nothing in the callers):
    float32 → mono (mean of the channels) → 16 kHz (soxr "HQ", the recipe that made the RAVDESS files) → leading
    and trailing silence trimmed (``librosa.effects.trim``, ``trim_top_db`` below the peak).
    Bad input raises ``InvalidInput`` with a stable code (see ``ERRORS``).
-2. ``extract_speech_features``: frame-level features, one row per 10 ms hop (512-point STFT, 32 ms window):
-   MFCC 40, chroma 12, spectral contrast 7 (6 octave bands + valley), zero-crossing rate 1
-   (+ the optional ``extras``) → ``(frames, dim)`` float32.
+2. ``extract_speech_features``: frame-level features, one row per 10 ms hop → ``(frames, dim)`` float32.
+   ``kind="designed"`` (the CNN+LSTM): 512-point STFT, MFCC 40, chroma 12, spectral contrast 7 (6 octave bands +
+   valley), zero-crossing rate 1 (+ the optional ``extras``). ``kind="whisper_logmel"`` (the pretrained-encoder
+   variant): Whisper's own 80-band log-mel. The served model's ``model.json`` says which, with every setting.
 3. ``FeatureStats.normalize``: per-feature standardisation with the mean/std computed on the training actors;
    the statistics travel with the model as ``feature_stats.json`` (plain JSON, no pickle).
 4. ``speech_windows``: the fixed-frames policy. The model sees windows of ``window_frames`` (300 = 3.0 s):
    a clip of at most one window is placed at the window's end and zero-padded before it ("pre" padding, as Keras'
    ``pad_sequences``: the LSTM's last state, which the classifier reads, comes right after the speech; zero is the
-   training mean after normalization); a longer clip is cut into windows every ``window_hop_frames`` (1.5 s), the
-   last one aligned to the clip's end so every frame is covered. The clip's answer is the mean of its windows' probabilities; the
-   gateway also returns each window's answer as a timeline.
+   training mean after normalization). For the Whisper variant it starts the window and is followed by Whisper's
+   silence floor, and its length goes to the model, which pools over the sound only. A longer clip is cut into
+   windows every ``window_hop_frames`` (1.5 s), the last one aligned to the clip's end so every frame is covered.
+   The clip's answer is the mean of its windows' probabilities; the gateway also returns each window's answer as a
+   timeline.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import io
 import json
 import struct
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -58,6 +62,9 @@ AUDIO_CONTAINERS = {
 SUPPORTED = "WAV, FLAC, MP3, OGG, M4A/MP4, WebM or AIFF"
 
 
+WHISPER_MELS, WHISPER_N_FFT = 80, 400
+
+
 def _fail(code: str, message: str) -> InvalidInput:
     return InvalidInput(code, message, ERRORS[code])
 
@@ -66,6 +73,7 @@ def _fail(code: str, message: str) -> InvalidInput:
 class SpeechFeatureConfig:
     """Everything that decides the features; written into ``model.json`` so serving recomputes exactly these."""
 
+    kind: str = "designed"  # "designed": the frames below; "whisper_logmel": Whisper's 80-band log-mel (pretrained-encoder variant)
     sample_rate: int = 16000
     n_fft: int = 512
     hop_length: int = 160
@@ -88,6 +96,8 @@ class SpeechFeatureConfig:
 
     @property
     def feature_names(self) -> list[str]:
+        if self.kind == "whisper_logmel":
+            return [f"logmel{i}" for i in range(WHISPER_MELS)]
         names = [f"mfcc{i}" for i in range(self.n_mfcc)] + [f"chroma{i}" for i in range(self.n_chroma)]
         names += [f"contrast{i}" for i in range(self.contrast_bands + 1)] + ["zcr"]
         for extra in self.extras:
@@ -297,6 +307,8 @@ def extract_speech_features(samples: np.ndarray, config: SpeechFeatureConfig | N
     """Mono float32 samples at ``config.sample_rate`` → ``(frames, config.dim)`` float32, one row per hop."""
     config = config or SpeechFeatureConfig()
     y = np.asarray(samples, dtype=np.float32)
+    if config.kind == "whisper_logmel":
+        return whisper_log_mel(y, config)
     sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
     magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, window="hann", center=True))
     power = magnitude**2
@@ -321,6 +333,22 @@ def extract_speech_features(samples: np.ndarray, config: SpeechFeatureConfig | N
     frames = min(r.shape[1] for r in rows)
     features = np.ascontiguousarray(np.concatenate([r[:, :frames] for r in rows], axis=0).T, dtype=np.float32)
     return utterance_normalize(features, config)
+
+
+@lru_cache
+def _whisper_mel_filters(sample_rate: int) -> np.ndarray:
+    return librosa.filters.mel(sr=sample_rate, n_fft=WHISPER_N_FFT, n_mels=WHISPER_MELS).astype(np.float32)
+
+
+def whisper_log_mel(samples: np.ndarray, config: SpeechFeatureConfig) -> np.ndarray:
+    """Whisper's input features, as its own ``log_mel_spectrogram`` computes them (400-point STFT, 10 ms hop,
+    80 Slaney mel bands, log10, floor 8 below the peak, ``(x + 4) / 4``) → ``(frames, 80)`` float32."""
+    spectrum = librosa.stft(samples, n_fft=WHISPER_N_FFT, hop_length=config.hop_length, window="hann", center=True,
+                            pad_mode="reflect")[:, :-1]
+    mel = _whisper_mel_filters(config.sample_rate) @ (np.abs(spectrum) ** 2)
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return np.ascontiguousarray(((log_spec + 4.0) / 4.0).T, dtype=np.float32)
 
 
 def utterance_normalize(features: np.ndarray, config: SpeechFeatureConfig) -> np.ndarray:
@@ -371,6 +399,10 @@ def speech_windows(features: np.ndarray, config: SpeechFeatureConfig | None = No
     width, hop = config.window_frames, config.window_hop_frames
     frames, dim = features.shape
     if frames <= width:
+        if config.kind == "whisper_logmel":  # Whisper pads with silence after the audio: its log-mel floor
+            out = np.full((1, width, dim), features.max() - 2.0, dtype=np.float32)
+            out[0, :frames] = features
+            return out, [0]
         out = np.zeros((1, width, dim), dtype=np.float32)
         offset = width - frames
         out[0, offset:] = features
@@ -384,6 +416,7 @@ def speech_windows(features: np.ndarray, config: SpeechFeatureConfig | None = No
 @dataclass
 class SpeechInput:
     windows: np.ndarray  # (n, window_frames, dim) float32, normalized
+    lengths: np.ndarray  # (n, 1) int64: frames of sound in each window (the rest is padding)
     starts_s: list[float]  # each window's start in the file, seconds
     ends_s: list[float]
     audio: DecodedAudio
@@ -395,11 +428,12 @@ def prepare_speech(data: bytes, config: SpeechFeatureConfig, stats: FeatureStats
     audio = decode_audio(data, config, max_seconds=max_seconds, max_bytes=max_bytes)
     features = stats.normalize(extract_speech_features(audio.samples, config))
     windows, starts = speech_windows(features, config)
+    lengths = np.full((len(windows), 1), min(features.shape[0], config.window_frames), dtype=np.int64)
     step = config.hop_length / config.sample_rate
     sound_end = audio.trim_start_s + audio.samples.shape[0] / config.sample_rate
     begin = [audio.trim_start_s + max(s, 0) * step for s in starts]
     end = [min(b + config.window_seconds, sound_end) for b in begin]
-    return SpeechInput(windows, [round(b, 3) for b in begin], [round(e, 3) for e in end], audio)
+    return SpeechInput(windows, lengths, [round(b, 3) for b in begin], [round(e, 3) for e in end], audio)
 
 
 def warm_up(config: SpeechFeatureConfig | None = None) -> None:

@@ -44,7 +44,7 @@ def test_export_checks_parity_and_writes_both_flavours(smoke_run, tmp_path, shar
     assert (tmp_path / "reports" / "text_emotion" / "REPORT.md").exists()
 
 
-def test_parity_check_fails_loudly(smoke_run, tmp_path):
+def test_parity_check_fails_loudly(tmp_path):
     import numpy as np
     import torch
 
@@ -52,8 +52,8 @@ def test_parity_check_fails_loudly(smoke_run, tmp_path):
     from export.parity import ParityError, check_parity
 
     model = torch.nn.Linear(4, 3)
-    path = export_onnx(model, {"x": torch.zeros(2, 4)}, ["y"], {"x": {0: "b"}}, tmp_path / "m.onnx")
+    path = export_onnx(model, {"input": torch.zeros(2, 4)}, ["y"], {"input": {0: "b"}}, tmp_path / "m.onnx")
     with torch.no_grad():
         model.weight += 1.0  # the graph no longer matches the module
     with pytest.raises(ParityError):
-        check_parity(model, path, [{"x": np.ones((2, 4), dtype=np.float32)}], atol=1e-4)
+        check_parity(model, path, [{"input": np.ones((2, 4), dtype=np.float32)}], atol=1e-4)

@@ -78,7 +78,7 @@ def synthetic_speech(seconds: float = 2.5, sr: int = SR, seed: int = 0) -> np.nd
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
     t = np.arange(n) / sr
-    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t) + 20 * rng.standard_normal() * 0
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
     phase = np.cumsum(f0 / sr)
     source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64) + 0.02 * rng.standard_normal(n)
     y = source
@@ -232,7 +232,7 @@ def test_upload_size_limit():
 
 def test_window_policy_pads_short_and_covers_long_clips():
     config = SpeechFeatureConfig()
-    width, hop = config.window_frames, config.window_hop_frames
+    width = config.window_frames
     short = np.ones((100, 3), np.float32)
     windows, starts = speech_windows(short, config)
     assert windows.shape == (1, width, 3) and starts == [-(width - 100)]
@@ -255,3 +255,19 @@ def test_prepare_speech_gives_a_timeline_for_long_clips(shared_data):
     assert all(abs(e - s - config.window_seconds) < 1e-6 for s, e in zip(long.starts_s[:-1], long.ends_s[:-1]))
     short = prepare_speech(encode_soundfile(clip, SR, "WAV"), config, stats)
     assert len(short.windows) == 1
+
+
+def test_whisper_log_mel_and_its_post_padding(ravdess_bytes):
+    """The pretrained-encoder variant's features: Whisper's log-mel, padded after the sound with its silence floor."""
+    config = SpeechFeatureConfig(kind="whisper_logmel")
+    samples = decode_audio(ravdess_bytes, config).samples
+    features = extract_speech_features(samples, config)
+    assert config.dim == 80 and features.shape == (len(samples) // config.hop_length, 80)
+    assert features.max() - features.min() <= 2.0 + 1e-6  # the floor sits 8 log10 units (2 after scaling) below the peak
+    windows, starts = speech_windows(features, config)
+    assert starts == [0] and windows.shape == (1, config.window_frames, 80)
+    np.testing.assert_array_equal(windows[0, : len(features)], features)
+    assert np.all(windows[0, len(features) :] == np.float32(features.max() - 2.0))
+    stats = FeatureStats(np.zeros(80, np.float32), np.ones(80, np.float32))
+    speech = prepare_speech(ravdess_bytes, config, stats)
+    assert speech.lengths.tolist() == [[len(features)]]

