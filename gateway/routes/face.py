@@ -10,17 +10,17 @@ already send an aligned face crop (like the FER2013 images) pass ``detect=false`
 from __future__ import annotations
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, SettingsDep
-from gateway.errors import ServiceError
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import to_emotion
 from gateway.preprocessing.image import FaceInputs, prepare_faces
 from gateway.recommend.service import attach_recommendations
+from gateway.uploads import read_upload, require_multipart, served_model
 
 MODEL = "face_emotion"
 router = APIRouter(tags=["emotion"])
@@ -64,11 +64,6 @@ async def classify_faces(faces: FaceInputs, backend: InferenceBackend, info: Mod
             "detected": faces.detected, "width": faces.width, "height": faces.height}
 
 
-def require_multipart(request: Request) -> None:
-    if "multipart/form-data" not in request.headers.get("content-type", ""):
-        raise ServiceError(415, "unsupported_media_type", "send the image as multipart/form-data in the field 'file' "
-                                                          "(curl -F file=@face.jpg ...)")
-
 
 @router.post(
     "/facial_emotion",
@@ -79,20 +74,16 @@ def require_multipart(request: Request) -> None:
     responses={422: {"description": "no face found (`no_face`), or a truncated/corrupt image"},
                413: {"description": "over the upload size or pixel limit"}, 415: {"description": "not a JPEG, PNG or WebP image"}},
 )
-async def facial_emotion(request: Request, backend: BackendDep, models: ModelsDep, settings: SettingsDep,
+async def facial_emotion(backend: BackendDep, models: ModelsDep, settings: SettingsDep,
                          recommender: OptionalRecommenderDep,
                          file: UploadFile = File(description="the photo"),
                          detect: bool = Query(True, description="false: the image is already an aligned face crop (like FER2013); skip detection"),
                          recommend: bool = Query(True, description="add `recommendations` for the detected emotion")):
-    info = models.get(MODEL)
-    if info is None:
-        raise ServiceError(503, "model_unavailable", f"{MODEL} is not served here (add it to EMOTUNE_MODELS)")
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ServiceError(413, "file_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes, the limit")
+    info = served_model(models, MODEL)
+    data = await read_upload(file, settings.max_upload_bytes)
     faces = await run_in_threadpool(prepare_faces, data, detect, settings.max_faces, settings.max_image_pixels, settings.max_upload_bytes,
                                     info.preprocessing)
-    answer = await classify_faces(faces, backend, info, request.headers.get("x-request-id"))
+    answer = await classify_faces(faces, backend, info)
     if recommend:
         await attach_recommendations(recommender, [answer])
     return answer

@@ -14,13 +14,17 @@ from gateway.deps import BackendDep, ModelsDep, RecommenderDep, SettingsDep
 from gateway.errors import ServiceError
 from gateway.preprocessing import InvalidInput
 from gateway.preprocessing.audio import prepare_speech
+from gateway.preprocessing.image import prepare_faces
 from gateway.recommend.fusion import NothingToFuse, fuse
 from gateway.recommend.ranker import Filters
+from gateway.routes.face import MODEL as FACE_MODEL
+from gateway.routes.face import classify_faces
 from gateway.routes.speech import MODEL as SPEECH_MODEL
 from gateway.routes.speech import classify_speech
 from gateway.routes.speech import preprocessing_for as speech_preprocessing_for
 from gateway.routes.text import MODEL as TEXT_MODEL
 from gateway.routes.text import classify_texts, validate_texts
+from gateway.uploads import read_upload
 
 router = APIRouter(tags=["recommendation"])
 
@@ -56,30 +60,33 @@ async def music_recommendation(body: MusicRecommendationRequest, recommender: Re
                                        max_per_artist=body.max_per_artist, enrich=body.enrich, playlist_name=body.playlist)
 
 
-async def _text_emotion(text: str, request: Request, backend, models, settings) -> dict:
+def _model(models, name: str, field: str):
+    if name not in models:
+        raise ServiceError(422, "modality_not_served", f"{field}: the {name} model is not loaded by this gateway")
+    return models[name]
+
+
+async def _text_emotion(text: str, backend, models, settings) -> dict:
     validate_texts([text], settings.max_text_chars, 1)
-    if TEXT_MODEL not in models:
-        raise ServiceError(422, "modality_not_served", "text: the text model is not loaded by this gateway")
-    return (await classify_texts([text], backend, models[TEXT_MODEL]))[0]
+    return (await classify_texts([text], backend, _model(models, TEXT_MODEL, "text")))[0]
 
 
-async def _speech_emotion(upload: UploadFile, request: Request, backend, models, settings) -> dict:
-    """The speech route's own steps (gateway.routes.speech): size check, features in a worker thread, inference."""
-    info = models.get(SPEECH_MODEL)
-    if info is None:
-        raise ServiceError(422, "modality_not_served", "audio: the speech model is not loaded by this gateway")
-    data = await upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ServiceError(413, "file_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes, the limit")
+async def _speech_emotion(upload: UploadFile, backend, models, settings) -> dict:
+    """The speech route's steps (gateway.routes.speech): size check, features in a worker thread, inference."""
+    info = _model(models, SPEECH_MODEL, "audio")
+    data = await read_upload(upload, settings.max_upload_bytes)
     config, stats = speech_preprocessing_for(info)
     speech = await run_in_threadpool(prepare_speech, data, config, stats, settings.max_audio_seconds, settings.max_upload_bytes)
     return await classify_speech(speech, backend, info)
 
 
-async def _not_served(field: str) -> dict:
-    # TODO(face): call the face route's helper here once gateway/routes/face.py exists (same shape as
-    # classify_texts / classify_speech: upload → {"emotion", "confidence", "scores"}).
-    raise ServiceError(422, "modality_not_served", f"{field}: this modality is not served yet")
+async def _face_emotion(upload: UploadFile, backend, models, settings) -> dict:
+    """The face route's steps (gateway.routes.face): detection and crops in a worker thread, inference."""
+    info = _model(models, FACE_MODEL, "image")
+    data = await read_upload(upload, settings.max_upload_bytes)
+    faces = await run_in_threadpool(prepare_faces, data, True, settings.max_faces, settings.max_image_pixels,
+                                    settings.max_upload_bytes, info.preprocessing)
+    return await classify_faces(faces, backend, info)
 
 
 async def _labelled(field: str, work) -> dict:
@@ -111,11 +118,11 @@ async def recommend(
         raise ServiceError(415, "unsupported_media_type", "send multipart/form-data with any of the fields text, audio, image")
     work: dict[str, object] = {}
     if text is not None and text.strip():
-        work["text"] = _labelled("text", _text_emotion(text, request, backend, models, settings))
+        work["text"] = _labelled("text", _text_emotion(text, backend, models, settings))
     if audio is not None:
-        work["speech"] = _labelled("audio", _speech_emotion(audio, request, backend, models, settings))
+        work["speech"] = _labelled("audio", _speech_emotion(audio, backend, models, settings))
     if image is not None:
-        work["face"] = _labelled("image", _not_served("image"))
+        work["face"] = _labelled("image", _face_emotion(image, backend, models, settings))
     if not work:
         raise ServiceError(422, "nothing_to_recommend_from", "give at least one of the fields text, audio, image")
 

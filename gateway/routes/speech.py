@@ -12,15 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import BackendDep, ModelsDep, SettingsDep
+from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, SettingsDep
 from gateway.errors import ServiceError
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import to_emotion
+from gateway.recommend.service import attach_recommendations
+from gateway.uploads import read_upload, require_multipart, served_model
 from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
 
 MODEL = "speech_emotion"
@@ -52,6 +54,8 @@ class SpeechEmotionResponse(BaseModel):
     scores: dict[str, float]
     duration: float = Field(description="length of the decoded audio, seconds")
     timeline: list[WindowEmotion] | None = Field(None, description="one entry per 3 s window, for clips with more than one window")
+    recommendations: list[dict] | None = None
+    enrichment: dict | None = None
 
 
 @lru_cache
@@ -85,11 +89,6 @@ async def classify_speech(speech: SpeechInput, backend: InferenceBackend, info: 
     return answer
 
 
-def require_multipart(request: Request) -> None:
-    if "multipart/form-data" not in request.headers.get("content-type", ""):
-        raise ServiceError(415, "unsupported_media_type", "send the audio as multipart/form-data in the field 'file' "
-                                                          "(curl -F file=@speech.wav ...)")
-
 
 @router.post(
     "/speech_emotion",
@@ -98,14 +97,14 @@ def require_multipart(request: Request) -> None:
     response_model_exclude_none=True,
     dependencies=[Depends(require_multipart)],
 )
-async def speech_emotion(request: Request, backend: BackendDep, models: ModelsDep, settings: SettingsDep,
-                         file: UploadFile = File(description="the audio file")):
-    info = models.get(MODEL)
-    if info is None:
-        raise ServiceError(503, "model_unavailable", f"{MODEL} is not served here (add it to EMOTUNE_MODELS)")
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ServiceError(413, "file_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes, the limit")
+async def speech_emotion(backend: BackendDep, models: ModelsDep, settings: SettingsDep, recommender: OptionalRecommenderDep,
+                         file: UploadFile = File(description="the audio file"),
+                         recommend: bool = Query(True, description="add `recommendations` for the detected emotion")):
+    info = served_model(models, MODEL)
+    data = await read_upload(file, settings.max_upload_bytes)
     config, stats = preprocessing_for(info)
     speech = await run_in_threadpool(prepare_speech, data, config, stats, settings.max_audio_seconds, settings.max_upload_bytes)
-    return await classify_speech(speech, backend, info, request.headers.get("x-request-id"))
+    answer = await classify_speech(speech, backend, info)
+    if recommend:
+        await attach_recommendations(recommender, [answer])
+    return answer

@@ -4,7 +4,6 @@ FER2013 crops with detect=false, generated images with zero, one and two faces, 
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
 
 import httpx
