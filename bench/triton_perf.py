@@ -36,6 +36,19 @@ from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, link_mod
 
 FULL_CONCURRENCY = [1, 2, 4, 8, 16, 32]
 PROPOSED_MODEL_PY = Path(__file__).with_name("experiments") / "triton_python_model.py"
+PROPOSED_DESCRIPTION = ("INT8, dynamic + ragged batching, length-grouped runs (bench/experiments/triton_python_model.py), "
+                        "2 instances × 1 ORT thread, spinning off")
+
+
+def proposals_shipped(repository: Path | None = None) -> bool:
+    """Whether the served text model already runs the proposed model.py (then there is nothing extra to measure)."""
+    return "_run_length_grouped" in ((repository or REPOSITORY) / TEXT_MODEL / "1" / "model.py").read_text()
+
+
+def proposed_variant(name: str) -> "Variant":
+    """The proposed text configuration (not shipped yet): what bench.tuning found best, as one variant."""
+    return Variant(name, PROPOSED_DESCRIPTION, ragged=True, model_py=PROPOSED_MODEL_PY, instances=2, intra_op_threads=1,
+                   parameters={"allow_spinning": "0"})
 QUICK_CONCURRENCY = [1, 4]
 
 
@@ -343,11 +356,8 @@ def default_variants(quick: bool, out: Path) -> tuple[list[Variant], dict]:
         Variant(f"{TEXT_MODEL}_nobatch", "INT8, dynamic batching off: each request runs alone", dynamic_batching=False),
     ]
     notes = {}
-    shipped_py = (REPOSITORY / TEXT_MODEL / "1" / "model.py").read_text()
-    if not quick and "_run_length_grouped" not in shipped_py and PROPOSED_MODEL_PY.exists():
-        variants.append(Variant(f"{TEXT_MODEL}_proposed", "INT8, dynamic + ragged batching, length-grouped runs, ORT spinning off "
-                                "(proposed: bench/experiments/triton_python_model.py)", ragged=True, model_py=PROPOSED_MODEL_PY,
-                                parameters={"allow_spinning": "0"}))
+    if not quick and not proposals_shipped() and PROPOSED_MODEL_PY.exists():
+        variants.append(proposed_variant(f"{TEXT_MODEL}_proposed"))
     if not quick:
         for model in sorted(p.parent.name for p in REPOSITORY.glob("*/config.pbtxt")):
             if model != TEXT_MODEL:

@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.common import REPOSITORY, TEXT_MODEL, gateway, link_model_copy, machine, real_texts, triton_server, write_json
 from bench.gateway_load import served_models, text_requests
 from bench.gateway_load import sweep as sweep_load
-from bench.triton_perf import PROPOSED_MODEL_PY, Variant, build_repository, sweep
+from bench.triton_perf import PROPOSED_MODEL_PY, Variant, build_repository, proposed_variant, sweep
 
 def shipped_state(repository: Path = REPOSITORY) -> dict:
     """What the shipped text model does, so each experiment flips one setting away from it."""
@@ -57,8 +57,7 @@ def triton_variants(state: dict | None = None) -> list[Variant]:
         variants += [
             Variant("length_grouped", "allow_ragged_batch on + model.py running length-sorted groups (bench/experiments), spinning as shipped",
                     ragged=True, model_py=PROPOSED_MODEL_PY, parameters={"allow_spinning": "0" if not state["spinning"] else "1"}),
-            Variant("proposed", "length_grouped + ONNX Runtime spinning off (bench/experiments/triton_python_model.py)",
-                    ragged=True, model_py=PROPOSED_MODEL_PY, parameters={"allow_spinning": "0"}),
+            proposed_variant("proposed"),
         ]
     for delay in (0, 5000, 20000):
         if delay != state["queue_delay_us"]:
@@ -128,6 +127,7 @@ GATEWAY_PATCHES = {
                  '    return __import__("fastapi").Response(__import__("orjson").dumps(results[0] if body.text is not None else {"results": results}), '
                  'media_type="application/json")')]),
 }
+PROPOSED_GATEWAY_PATCHES = ["async_deps"]  # orjson measured no clear gain
 CODE_DIRS = ("gateway", "emotune", "export", "training", "bench")
 
 
@@ -169,8 +169,8 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
             experiments.append(GatewayExperiment(f"Triton {best.name}: {best.description}", variant=best))
         if proposed is not None:
             experiments.append(GatewayExperiment(f"Triton {proposed.name}: {proposed.description}", variant=proposed))
-            experiments.append(GatewayExperiment(f"all proposals: Triton {proposed.name} + gateway " + " + ".join(GATEWAY_PATCHES),
-                                                 variant=proposed, patches=list(GATEWAY_PATCHES)))
+            experiments.append(GatewayExperiment(f"all proposals: Triton {proposed.name} + gateway " + " + ".join(PROPOSED_GATEWAY_PATCHES),
+                                                 variant=proposed, patches=list(PROPOSED_GATEWAY_PATCHES)))
     rows, ref_tp = [], None
     models = served_models()
     groups: dict[str, list[GatewayExperiment]] = {}
