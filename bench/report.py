@@ -56,6 +56,20 @@ def proposals_rows(gateway: dict | None) -> list[dict]:
                          f"{r['baseline_p50_ms']} ms", "met": None}]
 
 
+def triton_bound(triton: dict | None, ceiling: dict | None) -> str | None:
+    """Whether the Triton-level target is within reach: ONNX Runtime's own best rate on this machine, in-process."""
+    s = (triton or {}).get("summary") or {}
+    model = ((ceiling or {}).get("model") or {}).get("int8 (served)") or {}
+    best = (model.get("sorted_batch32") or {}).get("sentences_per_s")
+    if not s.get("serial_batch1_infer_per_s") or not best:
+        return None
+    need = TARGETS["triton_dynamic_vs_serial"] * s["serial_batch1_infer_per_s"]
+    return (f"Bound on the Triton-level target: 2.5× the serial {s['serial_batch1_infer_per_s']}/s is {need:.0f}/s, while ONNX Runtime "
+            f"in-process, with ideal length-sorted batches of 32 and no serving at all, runs the same model at {best}/s here "
+            f"({best / s['serial_batch1_infer_per_s']:.2f}× serial): batch-1 serial already keeps both cores busy (2 intra-op threads), "
+            f"so batching can only gain the CPU per inference it saves (server CPU ms per inference in the Triton table).")
+
+
 def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> list[dict]:
     rows = []
     if gateway:
@@ -116,6 +130,8 @@ def markdown(data: dict) -> str:
     md.append("\n## Targets\n\n")
     md.append(_table(["target", "measured", "met"], [[r["target"], r["measured"], {True: "yes", False: "**no**", None: "–"}[r["met"]]]
                                                      for r in data["headline"]]))
+    if data.get("triton_bound"):
+        md.append("\n" + data["triton_bound"] + "\n")
     gw = data.get("gateway")
     if gw:
         md.append("\n## Gateway vs the original design's server (same sentences, same concurrency, same run)\n\n")
@@ -269,6 +285,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "machine": machine,
         "notes": notes or [], "headline": headline(triton, gateway, acc) + proposals_rows(gateway), "accuracy": acc, "gateway": gateway, "triton": triton,
         "ceiling": ceiling, "tuning": tuning, "serving_rates": serving_rates(ceiling, triton, gateway),
+        "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",
             "emotune bench                     # everything below, then the report (about 25 minutes on 2 cores)",

@@ -213,13 +213,15 @@ def run(quick: bool, out: Path) -> dict:
     rows += gateway_level(out, quick, concurrency, best, proposed)
     conclusions = []
     if best_row and ref:
-        conclusions.append(f"best single Triton-level change at concurrency {concurrency}: {best_row['change']} "
+        conclusions.append(f"best Triton-level variant at concurrency {concurrency}: {best_row['change']} "
                            f"({best_row['throughput']} vs {ref['throughput']} infer/s, {best_row['gain']})"
                            + ("" if best else "; under 5% — within this machine's noise, the shipped configuration stays"))
     result = {
         "method": f"Each row changes one thing against the reference and is measured in the same run at concurrency {concurrency} "
                   "(Triton rows: perf_analyzer, every variant in one server; gateway rows: 15 s closed-loop load after a 3 s warm-up, "
-                  "fresh tritonserver + gateway per row). The machine is noisy (±10–15%): read gains under ~1.1× as no change.",
+                  "fresh tritonserver + gateway per row). The machine is noisy (±10–15%, and more while ONNX Runtime threads spin: the shipped "
+                  "reference swung from 130 to 205 req/s between runs): read gains under ~1.1× as no change, and trust the CPU ms per "
+                  "request column, which hardly moves with the noise.",
         "rows": rows, "best_triton_change": best.name if best else None, "conclusions": conclusions, "machine": machine(),
         "shipped": state,
     }

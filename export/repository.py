@@ -32,13 +32,15 @@ class ModelSpec:
     cpu_instances: int = 1
     gpu_instances: int = 1
     intra_op_threads: int = 2
+    ragged_batching: bool = False  # python flavour: batch requests of different widths (model.py groups them by length)
     warmup_dims: dict[str, list[int]] = field(default_factory=dict)  # concrete dims per input for warm-up
     trt_max_dims: dict[str, list[int]] = field(default_factory=dict)  # largest dims per input, for TensorRT profiles
     preprocessing: dict = field(default_factory=dict)
 
 
-def _tensor_block(kind: str, tensors: list[TensorSpec]) -> str:
-    rows = [f'  {{ name: "{t.name}" data_type: {_TRITON_TYPES[t.dtype]} dims: [ {", ".join(map(str, t.dims))} ] }}' for t in tensors]
+def _tensor_block(kind: str, tensors: list[TensorSpec], ragged: bool = False) -> str:
+    extra = " allow_ragged_batch: true" if ragged else ""
+    rows = [f'  {{ name: "{t.name}" data_type: {_TRITON_TYPES[t.dtype]} dims: [ {", ".join(map(str, t.dims))} ]{extra} }}' for t in tensors]
     return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
 
 
@@ -69,7 +71,8 @@ def render_config(spec: ModelSpec, flavour: str) -> str:
     else:
         head += 'platform: "onnxruntime_onnx"\n'
     text = head + f"max_batch_size: {spec.max_batch_size}\n"
-    text += _tensor_block("input", spec.inputs) + _tensor_block("output", spec.outputs)
+    ragged = spec.ragged_batching and flavour == "python"
+    text += _tensor_block("input", spec.inputs, ragged) + _tensor_block("output", spec.outputs)
     text += (
         "dynamic_batching {\n"
         f"  preferred_batch_size: [ {', '.join(map(str, spec.preferred_batch_sizes))} ]\n"

@@ -1,4 +1,7 @@
-"""Request dependencies as ``Annotated`` types: routes declare what they need, the app state provides it."""
+"""Request dependencies as ``Annotated`` types: routes declare what they need, the app state provides it.
+
+All ``async def``: FastAPI runs plain ``def`` dependencies in its thread pool, a hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +16,23 @@ from gateway.recommend.service import Recommender
 from gateway.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _backend(request: Request) -> InferenceBackend:
+async def _backend(request: Request) -> InferenceBackend:
     return request.app.state.backend
 
 
-def _models(request: Request) -> dict[str, ModelInfo]:
+async def _models(request: Request) -> dict[str, ModelInfo]:
     return request.app.state.models
 
 
-def _optional_recommender(request: Request) -> Recommender | None:
+async def _optional_recommender(request: Request) -> Recommender | None:
     return getattr(request.app.state, "recommender", None)
 
 
-def _recommender(request: Request) -> Recommender:
+async def _recommender(request: Request) -> Recommender:
     recommender = getattr(request.app.state, "recommender", None)
     if recommender is None:
         raise ServiceError(503, "recommender_unavailable", "music recommendation is not set up in this gateway")

@@ -8,7 +8,7 @@ from gateway.errors import ServiceError
 from gateway.model_info import ModelInfo
 
 
-def require_multipart(request: Request) -> None:
+async def require_multipart(request: Request) -> None:
     if "multipart/form-data" not in request.headers.get("content-type", ""):
         raise ServiceError(415, "unsupported_media_type", "send the file as multipart/form-data in the field 'file' (curl -F file=@PATH ...)")
 

