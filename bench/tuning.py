@@ -63,14 +63,13 @@ def triton_variants(state: dict | None = None) -> list[Variant]:
         if delay != state["queue_delay_us"]:
             variants.append(Variant(f"delay_{delay}", f"max_queue_delay_microseconds {delay}", queue_delay_us=delay))
     variants.append(Variant("no_preferred", "no preferred_batch_size (batch whatever is queued, up to 32)", preferred_batch_sizes=[]))
-    if state["threads"] != 1:
-        variants.append(Variant("threads_1", "intra_op_threads 1", intra_op_threads=1))
-    if state["threads"] == 1:
-        variants.append(Variant("threads_2", "intra_op_threads 2", intra_op_threads=2))
     if state["instances"] == 1:
+        if state["threads"] != 1:
+            variants.append(Variant("threads_1", "intra_op_threads 1", intra_op_threads=1))
         variants.append(Variant("instances_2_threads_1", "2 instances × 1 ORT thread", instances=2, intra_op_threads=1))
     else:
-        variants.append(Variant("instances_1", "1 instance", instances=1))
+        variants.append(Variant("1_instance_2_threads", "1 instance × 2 ORT threads", instances=1, intra_op_threads=2))
+        variants.append(Variant("1_instance_1_thread", "1 instance × 1 ORT thread", instances=1, intra_op_threads=1))
     if state["batching"]:
         variants.append(Variant("no_batching", "dynamic_batching removed", dynamic_batching=False))
     return variants
@@ -121,7 +120,8 @@ def _repository_with(variant: Variant | None, work: Path) -> Path:
 # Gateway code changes measured on a patched temporary copy of the code: (file, old, new); skipped once applied.
 GATEWAY_PATCHES = {
     "async_deps": ("dependencies as `async def` (FastAPI runs plain `def` dependencies in a thread pool: 5 hops per request)",
-                   [("gateway/deps.py", "\ndef _", "\nasync def _"), ("gateway/routes/text.py", "\ndef require_json", "\nasync def require_json")]),
+                   [("gateway/deps.py", "\ndef _", "\nasync def _"), ("gateway/routes/text.py", "\ndef require_json", "\nasync def require_json"),
+                    ("gateway/uploads.py", "\ndef require_multipart", "\nasync def require_multipart")]),
     "orjson": ("/text_emotion answers with orjson bytes (a Response) instead of FastAPI's jsonable_encoder + json.dumps",
                [("gateway/routes/text.py", '    return results[0] if body.text is not None else {"results": results}',
                  '    return __import__("fastapi").Response(__import__("orjson").dumps(results[0] if body.text is not None else {"results": results}), '
@@ -131,19 +131,31 @@ PROPOSED_GATEWAY_PATCHES = ["async_deps"]  # orjson measured no clear gain
 CODE_DIRS = ("gateway", "emotune", "export", "training", "bench")
 
 
-def patched_code(work: Path, names: list[str]) -> Path | None:
-    """A copy of the code with the named gateway patches applied; None when a patch no longer applies (adopted)."""
+def patch_state(name: str, root: Path | None = None) -> str:
+    """"forward" when the code lacks the change, "reverse" when it has it (shipped), "" when neither matches."""
+    root = root or Path(__file__).resolve().parents[1]
+    edits = GATEWAY_PATCHES[name][1]
+    texts = [(root / rel).read_text() for rel, _, _ in edits]
+    if all(old in t and new.strip() not in t for t, (_, old, new) in zip(texts, edits)):
+        return "forward"
+    if all(new.strip() in t for t, (_, _, new) in zip(texts, edits)):
+        return "reverse"
+    return ""
+
+
+def patched_code(work: Path, names: list[str], reverse: bool = False) -> Path | None:
+    """A copy of the code with the named gateway patches applied (``reverse``: undone); None when one does not apply."""
     root = Path(__file__).resolve().parents[1]
     target = work / "code"
     for d in CODE_DIRS:
         shutil.copytree(root / d, target / d, ignore=shutil.ignore_patterns("__pycache__", "report"))
     for name in names:
+        if patch_state(name, target) != ("reverse" if reverse else "forward"):
+            return None
         for rel, old, new in GATEWAY_PATCHES[name][1]:
             path = target / rel
-            text = path.read_text()
-            if old not in text or new.strip() in text:
-                return None
-            path.write_text(text.replace(old, new))
+            a, b = (new.lstrip("\n"), old.lstrip("\n")) if reverse else (old, new)
+            path.write_text(path.read_text().replace(a, b))
     return target
 
 
@@ -154,6 +166,7 @@ class GatewayExperiment:
     workers: int = 1
     recommend: bool = False
     patches: list[str] = field(default_factory=list)  # gateway code changes
+    reverse: bool = False  # undo the (shipped) patches instead
 
 
 def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None, proposed: Variant | None,
@@ -164,7 +177,12 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
     if not quick:
         experiments += [GatewayExperiment("2 uvicorn workers", workers=2),
                         GatewayExperiment("recommend=true (the answer carries 10 tracks)", recommend=True)]
-        experiments += [GatewayExperiment(f"gateway: {GATEWAY_PATCHES[n][0]}", patches=[n]) for n in GATEWAY_PATCHES]
+        for n in GATEWAY_PATCHES:
+            state = patch_state(n)
+            if state == "forward":
+                experiments.append(GatewayExperiment(f"gateway: {GATEWAY_PATCHES[n][0]}", patches=[n]))
+            elif state == "reverse":
+                experiments.append(GatewayExperiment(f"gateway, undone (shipped as: {GATEWAY_PATCHES[n][0]})", patches=[n], reverse=True))
         if best is not None and (proposed is None or best.name != proposed.name):
             experiments.append(GatewayExperiment(f"Triton {best.name}: {best.description}", variant=best))
         if proposed is not None:
@@ -183,7 +201,7 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
             with triton_server(repo, models, out / "logs" / f"tuning_gateway_{key or 'ref'}_tritonserver.log") as server:
                 for e in group:
                     i += 1
-                    code = patched_code(Path(tmp) / f"g{i}", e.patches) if e.patches else None
+                    code = patched_code(Path(tmp) / f"g{i}", e.patches, e.reverse) if e.patches else None
                     if e.patches and code is None:
                         rows.append(_row(e.change, "gateway", concurrency, None, ref_tp, note="already applied in the code: nothing to compare"))
                         continue
