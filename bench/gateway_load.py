@@ -6,7 +6,7 @@ those models are served). Reported per concurrency: requests/s, p50/p95/p99 late
 
 Order of one run: tritonserver + gateway (``emotune serve``, gRPC to Triton) → sweep ``/text_emotion``
 (and ``/speech_emotion``, ``/facial_emotion`` when their models are in the repository) → both stopped →
-(until they are adopted) the text sweep again with the proposed changes (bench.tuning's best) → the Flask baseline (bench.baseline_flask) → the same text sweep with the same sentences and concurrencies.
+the Flask baseline (bench.baseline_flask) → the same text sweep with the same sentences and concurrencies.
 
     python -m bench.gateway_load [--quick] [--out bench/report]
     python -m bench.gateway_load --url http://127.0.0.1:8080 --concurrency 1 8 32   # an already running service
@@ -278,30 +278,6 @@ def measure_service(out: Path, concurrency: list[int], warmup: float, duration: 
     return {"points": points, "models": models, "notes": notes}
 
 
-def measure_proposed(out: Path, concurrency: list[int], warmup: float, duration: float, texts: list[str]) -> dict:
-    """The text sweep once more with the proposed changes (bench.tuning's best, not shipped yet): the proposed Triton
-    configuration and the proposed gateway code changes, on a temporary repository and code copy."""
-    import tempfile
-
-    from bench.triton_perf import proposals_shipped, proposed_variant
-    from bench.tuning import PROPOSED_GATEWAY_PATCHES, GATEWAY_PATCHES, _repository_with, patched_code
-
-    if proposals_shipped():
-        return {"points": [], "skipped": "the proposals are shipped"}
-    models = served_models()
-    with tempfile.TemporaryDirectory(prefix="emotune-proposed-") as tmp:
-        repo = _repository_with(proposed_variant(TEXT_MODEL), Path(tmp))
-        code = patched_code(Path(tmp) / "code", PROPOSED_GATEWAY_PATCHES)
-        with triton_server(repo, models, out / "logs" / "proposed_tritonserver.log") as server:
-            with gateway(server.grpc_port, REPOSITORY, models, out / "logs" / "proposed_gateway.log", cwd=code) as (url, pid):
-                points = sweep(url, text_requests(texts, "/text_emotion?recommend=false"), concurrency, warmup, duration,
-                               "proposed (not shipped) /text_emotion", {"gateway": pid, "tritonserver": server.process.pid})
-    from bench.triton_perf import PROPOSED_DESCRIPTION
-
-    return {"points": points, "triton": PROPOSED_DESCRIPTION,
-            "gateway": [GATEWAY_PATCHES[n][0] for n in PROPOSED_GATEWAY_PATCHES] if code else ["(gateway patches already applied)"]}
-
-
 def measure_baseline(out: Path, concurrency: list[int], warmup: float, duration: float, texts: list[str]) -> dict:
     why = baseline_available()
     if why:
@@ -312,10 +288,9 @@ def measure_baseline(out: Path, concurrency: list[int], warmup: float, duration:
     return {"points": points, "model": info.get("model"), "torch_threads": info.get("torch_threads")}
 
 
-def summarize(service: dict, baseline: dict, proposed: dict | None = None) -> dict:
+def summarize(service: dict, baseline: dict) -> dict:
     ours = {p["concurrency"]: p for p in service["points"] if p["target"].endswith("/text_emotion")}
     base = {p["concurrency"]: p for p in baseline.get("points", [])}
-    prop = {p["concurrency"]: p for p in (proposed or {}).get("points", [])}
     rows = {}
     for c in sorted(set(ours) & set(base)):
         o, b = ours[c], base[c]
@@ -325,10 +300,6 @@ def summarize(service: dict, baseline: dict, proposed: dict | None = None) -> di
             "ours_p99_ms": o["p99_ms"], "baseline_p50_ms": b["p50_ms"],
             "ours_p99_le_baseline_p50": (o["p99_ms"] is not None and b["p50_ms"] is not None and o["p99_ms"] <= b["p50_ms"]),
         }
-        if c in prop and b["throughput_rps"]:
-            q = prop[c]
-            rows[str(c)].update({"proposed_rps": q["throughput_rps"], "proposed_ratio": round(q["throughput_rps"] / b["throughput_rps"], 2),
-                                 "proposed_p99_ms": q["p99_ms"]})
     return {"by_concurrency": rows}
 
 
@@ -338,9 +309,8 @@ def run(quick: bool, out: Path) -> dict:
     texts = real_texts(64 if quick else 1000)
     machine_before = machine()
     service = measure_service(out, concurrency, warmup, duration, texts, quick)
-    proposed = None if quick else measure_proposed(out, concurrency, warmup, duration, texts)
     baseline = measure_baseline(out, concurrency, warmup, duration, texts)
-    result = {"service": service, "proposed": proposed, "baseline": baseline, "summary": summarize(service, baseline, proposed),
+    result = {"service": service, "baseline": baseline, "summary": summarize(service, baseline),
               "settings": {"concurrency": concurrency, "warmup_s": warmup, "duration_s": duration, "texts": len(texts),
                            "text_query": "recommend=false (the original /text_emotion returned the emotion only)"},
               "machine": machine_before}

@@ -44,18 +44,6 @@ def accuracy(reports: Path = REPORTS) -> dict | None:
     return {"source": source, "reference": "onnx_fp32", "rows": rows, "export_command": report.get("export_command")}
 
 
-def proposals_rows(gateway: dict | None) -> list[dict]:
-    """The proposed changes (not shipped yet) against the baseline, measured in the same gateway run."""
-    by_c = (gateway or {}).get("summary", {}).get("by_concurrency", {})
-    top = max((c for c, r in by_c.items() if "proposed_rps" in r), key=int, default=None)
-    if top is None:
-        return []
-    r = by_c[top]
-    return [{"target": f"(not shipped yet: the proposals) gateway text throughput at concurrency {top} ≥ 5× baseline; p99 ≤ baseline p50",
-             "measured": f"{r['proposed_rps']} vs {r['baseline_rps']} req/s = {r['proposed_ratio']}×; p99 {r['proposed_p99_ms']} ms vs "
-                         f"{r['baseline_p50_ms']} ms", "met": None}]
-
-
 def triton_bound(triton: dict | None, ceiling: dict | None) -> str | None:
     """Whether the Triton-level target is within reach: ONNX Runtime's own best rate on this machine, in-process."""
     s = (triton or {}).get("summary") or {}
@@ -90,10 +78,6 @@ def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> lis
                                  f"{s['serial_batch1_infer_per_s']}/s ({s.get('serial_batch1_variant', 'batching off')}, concurrency 1) "
                                  f"= {s['dynamic_vs_serial']}×",
                      "met": s["dynamic_vs_serial"] >= TARGETS["triton_dynamic_vs_serial"]})
-        if "proposed_vs_serial" in s:
-            rows.append({"target": "(not shipped yet: the proposals) Triton throughput ≥ 2.5× batch-1 serial (shipped serial)",
-                         "measured": f"{s['proposed_best_infer_per_s']}/s vs {s['serial_batch1_infer_per_s']}/s = {s['proposed_vs_serial']}×",
-                         "met": None})
     if acc:
         for name, r in acc["rows"].items():
             if name in ("onnx_fp32", "pytorch_fp32"):
@@ -142,21 +126,11 @@ def markdown(data: dict) -> str:
                   f"`POST /text_emotion?recommend=false` on ours (the original endpoint returned the emotion only). "
                   f"Baseline: {gw['baseline'].get('model') or gw['baseline'].get('skipped')}, Flask threaded server, torch threads "
                   f"{gw['baseline'].get('torch_threads')}.\n\n")
-        rows, with_prop = [], any("proposed_rps" in r for r in gw["summary"]["by_concurrency"].values())
-        for c, r in gw["summary"]["by_concurrency"].items():
-            row = [c, r["ours_rps"], r["baseline_rps"], f"{r['throughput_ratio']}×", r["ours_p99_ms"], r["baseline_p50_ms"]]
-            if with_prop:
-                row += [r.get("proposed_rps"), f"{r.get('proposed_ratio')}×", r.get("proposed_p99_ms")]
-            rows.append(row)
-        headers = ["concurrency", "ours req/s", "baseline req/s", "ratio", "ours p99 ms", "baseline p50 ms"]
-        if with_prop:
-            headers += ["proposed req/s", "proposed ratio", "proposed p99 ms"]
-        md.append(_table(headers, rows))
-        if with_prop:
-            md.append(f"\n*Proposed* (not shipped yet; measured in this run between ours and the baseline): Triton "
-                      f"{gw['proposed']['triton']}; gateway: {'; '.join(gw['proposed']['gateway'])}.\n")
+        rows = [[c, r["ours_rps"], r["baseline_rps"], f"{r['throughput_ratio']}×", r["ours_p99_ms"], r["baseline_p50_ms"]]
+                for c, r in gw["summary"]["by_concurrency"].items()]
+        md.append(_table(["concurrency", "ours req/s", "baseline req/s", "ratio", "ours p99 ms", "baseline p50 ms"], rows))
         md.append("\nEvery point:\n\n")
-        points = gw["service"]["points"] + (gw.get("proposed") or {}).get("points", []) + gw["baseline"].get("points", [])
+        points = gw["service"]["points"] + gw["baseline"].get("points", [])
         md.append(_table(["target", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms per request"],
                          [[p["target"], p["concurrency"], p["throughput_rps"], p["p50_ms"], p["p95_ms"], p["p99_ms"], p["errors"],
                            ", ".join(f"{k} {v}" for k, v in (p.get("cpu_ms_per_request") or {}).items())] for p in points]))
@@ -222,7 +196,7 @@ def chart(data: dict, path: Path) -> Path | None:
     gw, tr = data.get("gateway"), data.get("triton")
     if gw:
         series = {}
-        for p in gw["service"]["points"] + (gw.get("proposed") or {}).get("points", []) + gw["baseline"].get("points", []):
+        for p in gw["service"]["points"] + gw["baseline"].get("points", []):
             series.setdefault(p["target"], []).append(p)
         for name, pts in series.items():
             cs = [p["concurrency"] for p in pts]
@@ -284,7 +258,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
     machine = (gateway or triton or ceiling or {}).get("machine")
     data = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "machine": machine,
-        "notes": notes or [], "headline": headline(triton, gateway, acc) + proposals_rows(gateway), "accuracy": acc, "gateway": gateway, "triton": triton,
+        "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
         "ceiling": ceiling, "tuning": tuning, "serving_rates": serving_rates(ceiling, triton, gateway),
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [

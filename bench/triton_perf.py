@@ -35,20 +35,6 @@ import numpy as np
 from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, tree_cpu_seconds, triton_server, write_json
 
 FULL_CONCURRENCY = [1, 2, 4, 8, 16, 32]
-PROPOSED_MODEL_PY = Path(__file__).with_name("experiments") / "triton_python_model.py"
-PROPOSED_DESCRIPTION = ("INT8, dynamic + ragged batching, length-grouped runs (bench/experiments/triton_python_model.py), "
-                        "2 instances × 1 ORT thread, spinning off")
-
-
-def proposals_shipped(repository: Path | None = None) -> bool:
-    """Whether the served text model already runs the proposed model.py (then there is nothing extra to measure)."""
-    return "_run_length_grouped" in ((repository or REPOSITORY) / TEXT_MODEL / "1" / "model.py").read_text()
-
-
-def proposed_variant(name: str) -> "Variant":
-    """The proposed text configuration (not shipped yet): what bench.tuning found best, as one variant."""
-    return Variant(name, PROPOSED_DESCRIPTION, ragged=True, model_py=PROPOSED_MODEL_PY, instances=2, intra_op_threads=1,
-                   parameters={"allow_spinning": "0"})
 QUICK_CONCURRENCY = [1, 4]
 
 
@@ -216,26 +202,30 @@ def write_input_data(path: Path, n: int, model: str = TEXT_MODEL, repository: Pa
         path.write_text(json.dumps({"data": data}))
         counts = {str(w): widths.count(w) for w in sorted(set(widths))}
         return {"requests": len(data), "padded_widths": counts, "pad_to_multiple": pre.get("pad_to_multiple", 1)}
-    rows = []
+    rows: list[dict[str, np.ndarray]] = []  # one request each: {input name: array without the batch axis}
     if model == "speech_emotion":
-        from gateway.routes.speech import preprocessing_for
         from gateway.preprocessing.audio import prepare_speech
+        from gateway.routes.speech import preprocessing_for
 
         config, stats = preprocessing_for(info)
         for clip in sorted((SHARED_DATA / "ravdess").glob("Actor_*/*.*"))[::37][:32]:
-            rows += list(prepare_speech(clip.read_bytes(), config, stats).windows)
+            speech = prepare_speech(clip.read_bytes(), config, stats)
+            arrays = {"features": speech.windows, "lengths": getattr(speech, "lengths", None)}  # by input name, as the route sends them
+            rows += [{t.name: arrays[t.name][i] for t in info.inputs} for i in range(len(speech.windows))]
     else:  # a face model
         from gateway.preprocessing.image import prepare_faces
 
         for image in sorted((SHARED_DATA / "fer2013" / "val").glob("*/*.jpg"))[::37][:n]:
-            rows += list(prepare_faces(image.read_bytes(), detect=False, preprocessing=pre).inputs)
+            faces = prepare_faces(image.read_bytes(), detect=False, preprocessing=pre).inputs
+            rows += [{info.inputs[0].name: f} for f in faces]
     if not rows:
         raise FileNotFoundError(f"no real inputs for {model} under {SHARED_DATA}")
     rows = rows[: min(n, 32)]  # a few dozen distinct requests: each is large in perf_analyzer's JSON
-    name = info.inputs[0].name
-    data = [{name: {"content": r.astype(np.float32).ravel().tolist(), "shape": list(r.shape)}} for r in rows]
+    dtypes = {t.name: t.dtype for t in info.inputs}
+    data = [{name: {"content": np.asarray(a, dtype=dtypes[name]).ravel().tolist(), "shape": list(np.shape(a))} for name, a in row.items()}
+            for row in rows]
     path.write_text(json.dumps({"data": data}))
-    return {"requests": len(data), "shape": list(rows[0].shape)}
+    return {"requests": len(data), "shapes": {name: list(np.shape(a)) for name, a in rows[0].items()}}
 
 
 def model_stats(http_url: str, model: str) -> dict:
@@ -339,9 +329,6 @@ def summarize(result: dict) -> dict:
         summary["dynamic_vs_serial"] = round(dyn_best["throughput_infer_per_s"] / serial["throughput_infer_per_s"], 2)
     if dyn_top and (nob := by.get((f"{TEXT_MODEL}_nobatch", top))):
         summary[f"dynamic_vs_nobatch_at_c{top}"] = round(dyn_top["throughput_infer_per_s"] / nob["throughput_infer_per_s"], 2)
-    if serial and (prop := best(f"{TEXT_MODEL}_proposed")):
-        summary["proposed_best_infer_per_s"] = prop["throughput_infer_per_s"]
-        summary["proposed_vs_serial"] = round(prop["throughput_infer_per_s"] / serial["throughput_infer_per_s"], 2)
     if dyn_best and (fp := best(f"{TEXT_MODEL}_fp32")):
         summary["int8_vs_fp32_best"] = round(dyn_best["throughput_infer_per_s"] / fp["throughput_infer_per_s"], 2)
     if serial and (fps := by.get((f"{TEXT_MODEL}_fp32_nobatch", 1))):
@@ -365,8 +352,6 @@ def default_variants(quick: bool, out: Path) -> tuple[list[Variant], dict]:
         # the shipped instances run 1 thread each: batch-1 serial is fastest on one instance with 2 threads; the target compares with that
         variants.append(Variant(f"{TEXT_MODEL}_nobatch_2threads", "INT8, dynamic batching off, 1 instance × 2 ORT threads: the fastest "
                                 "batch-1 serial", dynamic_batching=False, instances=1, intra_op_threads=2, concurrency=[1]))
-    if not quick and not proposals_shipped() and PROPOSED_MODEL_PY.exists():
-        variants.append(proposed_variant(f"{TEXT_MODEL}_proposed"))
     if not quick:
         for model in sorted(p.parent.name for p in REPOSITORY.glob("*/config.pbtxt")):
             if model != TEXT_MODEL:

@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.common import REPOSITORY, TEXT_MODEL, gateway, link_model_copy, machine, real_texts, triton_server, write_json
 from bench.gateway_load import served_models, text_requests
 from bench.gateway_load import sweep as sweep_load
-from bench.triton_perf import PROPOSED_MODEL_PY, Variant, build_repository, proposed_variant, sweep
+from bench.triton_perf import Variant, build_repository, sweep
 
 def shipped_state(repository: Path = REPOSITORY) -> dict:
     """What the shipped text model does, so each experiment flips one setting away from it."""
@@ -53,12 +53,6 @@ def triton_variants(state: dict | None = None) -> list[Variant]:
                 "allow_ragged_batch on: mixed widths share a batch" + ("" if state["length_grouped"] else " (model.py pads to the widest)"),
                 ragged=not state["ragged"]),
     ]
-    if not state["length_grouped"]:  # the proposed model.py: ragged batches run in groups of similar length
-        variants += [
-            Variant("length_grouped", "allow_ragged_batch on + model.py running length-sorted groups (bench/experiments), spinning as shipped",
-                    ragged=True, model_py=PROPOSED_MODEL_PY, parameters={"allow_spinning": "0" if not state["spinning"] else "1"}),
-            proposed_variant("proposed"),
-        ]
     for delay in (0, 5000, 20000):
         if delay != state["queue_delay_us"]:
             variants.append(Variant(f"delay_{delay}", f"max_queue_delay_microseconds {delay}", queue_delay_us=delay))
@@ -127,7 +121,6 @@ GATEWAY_PATCHES = {
                  '    return __import__("fastapi").Response(__import__("orjson").dumps(results[0] if body.text is not None else {"results": results}), '
                  'media_type="application/json")')]),
 }
-PROPOSED_GATEWAY_PATCHES = ["async_deps"]  # orjson measured no clear gain
 CODE_DIRS = ("gateway", "emotune", "export", "training", "bench")
 
 
@@ -169,7 +162,7 @@ class GatewayExperiment:
     reverse: bool = False  # undo the (shipped) patches instead
 
 
-def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None, proposed: Variant | None,
+def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None,
                   timing: tuple[float, float] | None = None) -> list[dict]:
     warmup, duration = timing or ((0.5, 2.0) if quick else (3.0, 15.0))
     texts = real_texts(64 if quick else 1000)
@@ -183,12 +176,8 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
                 experiments.append(GatewayExperiment(f"gateway: {GATEWAY_PATCHES[n][0]}", patches=[n]))
             elif state == "reverse":
                 experiments.append(GatewayExperiment(f"gateway, undone (shipped as: {GATEWAY_PATCHES[n][0]})", patches=[n], reverse=True))
-        if best is not None and (proposed is None or best.name != proposed.name):
+        if best is not None:
             experiments.append(GatewayExperiment(f"Triton {best.name}: {best.description}", variant=best))
-        if proposed is not None:
-            experiments.append(GatewayExperiment(f"Triton {proposed.name}: {proposed.description}", variant=proposed))
-            experiments.append(GatewayExperiment(f"all proposals: Triton {proposed.name} + gateway " + " + ".join(PROPOSED_GATEWAY_PATCHES),
-                                                 variant=proposed, patches=list(PROPOSED_GATEWAY_PATCHES)))
     rows, ref_tp = [], None
     models = served_models()
     groups: dict[str, list[GatewayExperiment]] = {}
@@ -227,8 +216,7 @@ def run(quick: bool, out: Path) -> dict:
     state = shipped_state()
     best_row = max(candidates, key=lambda r: r["throughput"], default=None)
     best = by_name[best_row["variant"]] if best_row and ref and best_row["throughput"] > 1.05 * ref["throughput"] else None
-    proposed = by_name.get("proposed")
-    rows += gateway_level(out, quick, concurrency, best, proposed)
+    rows += gateway_level(out, quick, concurrency, best)
     conclusions = []
     if best_row and ref:
         conclusions.append(f"best Triton-level variant at concurrency {concurrency}: {best_row['change']} "
