@@ -53,7 +53,7 @@ def triton_variants(state: dict | None = None) -> list[Variant]:
                 "allow_ragged_batch on: mixed widths share a batch" + ("" if state["length_grouped"] else " (model.py pads to the widest)"),
                 ragged=not state["ragged"]),
     ]
-    for delay in (0, 500, 5000, 20000):
+    for delay in (0, 500, 2000, 5000):
         if delay != state["queue_delay_us"]:
             variants.append(Variant(f"delay_{delay}", f"max_queue_delay_microseconds {delay}", queue_delay_us=delay))
     variants.append(Variant("no_preferred", "no preferred_batch_size (batch whatever is queued, up to 32)", preferred_batch_sizes=[]))

@@ -221,7 +221,6 @@ def test_running_gateway_serves_metrics_for_its_routes(gateway: TestClient):
 
 
 @needs_text_model
-@pytest.mark.xfail(reason="until the inference backends wrap their calls in observe_inference", strict=False)
 def test_running_gateway_times_its_backend_calls(gateway: TestClient):
     before = sample("emotune_inference_duration_seconds_count", model="text_emotion", backend="local")
     assert classify(gateway, "gw-3").status_code == 200
@@ -301,7 +300,6 @@ def test_gateway_over_triton_exposes_metrics_and_logs_json_with_request_id(json_
 
 
 @needs_text_model
-@pytest.mark.xfail(reason="until TritonClient.infer wraps its call in observe_inference", strict=False)
 def test_gateway_over_triton_times_triton_calls(json_logging_gateway):
     import httpx
 
