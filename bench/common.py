@@ -229,6 +229,11 @@ def link_model_copy(src: Path, dst: Path, onnx: Path | None = None) -> Path:
     return dst
 
 
+def repo_relative(text: str) -> str:
+    """Paths inside the checkout written relative to it, so a committed report names no machine's folders."""
+    return text.replace(f"{ROOT}/", "")
+
+
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(repo_relative(json.dumps(data, indent=2)) + "\n")

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.common import REPORTS, ROOT, TEXT_MODEL, write_json
+from bench.common import REPORTS, ROOT, TEXT_MODEL, repo_relative, write_json
 
 TARGETS = {"gateway_throughput_ratio_c32": 5.0, "triton_dynamic_vs_serial": 2.5, "accuracy_delta_points": 0.5}
 ACCURACY_KEYS = ("test_onnx_optimized_fp32", "test_onnx_int8 (served on CPU)")
@@ -273,7 +273,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
         ],
     }
     write_json(out / "report.json", data)
-    (out / "REPORT.md").write_text(markdown(data))
+    (out / "REPORT.md").write_text(repo_relative(markdown(data)))
     chart(data, out / "report.png")
     return data
 
