@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 
 import httpx
 import numpy as np
@@ -108,8 +109,12 @@ def test_long_clip_has_a_timeline_and_runs_as_one_batch(client: httpx.Client, sh
     assert [w["start"] for w in timeline] == sorted(w["start"] for w in timeline)
     mean = np.mean([[w["scores"][k] for k in LABELS] for w in timeline], axis=0)
     assert [body["scores"][k] for k in LABELS] == pytest.approx(mean.tolist(), abs=2e-3)
-    stats = httpx.get(f"{triton.http_url}/v2/models/speech_emotion/stats").json()["model_stats"][0]
-    assert max(int(b["batch_size"]) for b in stats["batch_stats"]) >= len(timeline), stats["batch_stats"]
+    largest, deadline = 0, time.monotonic() + 5  # Triton records an execution's statistics after it has sent the responses
+    while largest < len(timeline) and time.monotonic() < deadline:
+        stats = httpx.get(f"{triton.http_url}/v2/models/speech_emotion/stats").json()["model_stats"][0]
+        largest = max(int(b["batch_size"]) for b in stats["batch_stats"])
+        time.sleep(0.05)
+    assert largest >= len(timeline), stats["batch_stats"]
 
 
 def test_held_out_actors_are_recognised_well_above_chance(client: httpx.Client, shared_data):
