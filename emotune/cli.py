@@ -64,6 +64,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _up(args: argparse.Namespace) -> None:
+    import signal
+
     import uvicorn
 
     from emotune.triton_server import TritonServer
@@ -72,6 +74,8 @@ def _up(args: argparse.Namespace) -> None:
     settings.backend = "triton"
     log = Path(args.triton_log)
     print(f"Starting tritonserver on {settings.model_repository} (log: {log})", flush=True)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through the with-block stops tritonserver too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with TritonServer.from_settings(settings, log_file=log) as server:
         server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
         print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}")
