@@ -28,7 +28,7 @@ class ModelSpec:
     outputs: list[TensorSpec]
     max_batch_size: int = 32
     preferred_batch_sizes: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
-    max_queue_delay_us: int = 0  # batch what queues while instances are busy; measured: 2000 µs cost 39% at concurrency 1, gained nothing at 32
+    max_queue_delay_us: int = 0  # batch what queues while instances are busy; 2000 µs cost 42% at concurrency 1 and 14% at 32 (bench/report, tuning)
     cpu_instances: int = 1
     gpu_instances: int = 1
     intra_op_threads: int = 2

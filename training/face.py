@@ -294,7 +294,7 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
     duplicate = train_duplicates(val, train)
     found = {}
     for path in sorted(p.parent for p in out_dir.glob("*/report.json")):
-        if (path / "val_probs.npy").exists() and run_variant_of(path) in VARIANTS:
+        if (path / "val_probs.npy").exists() and run_variant_of(path) in ("mini_xception", *TRAINED):
             found[path.name] = np.load(path / "val_index.npy")
     if not found:
         raise FileNotFoundError(f"no face runs under {out_dir}: train a variant first")

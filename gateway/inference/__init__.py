@@ -16,8 +16,8 @@ class ModelUnavailable(Exception):
 
 
 class InferenceBackend(Protocol):
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], request_id: str | None = None) -> dict[str, np.ndarray]:
-        """Run ``model`` on a batch; every input has the batch as its first axis."""
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run ``model`` on a batch; every input has the batch as its first axis (Triton gets the request id from the request context)."""
 
     async def ready(self, models: list[str]) -> dict[str, bool]:
         """Readiness of each model; raises ``ModelUnavailable`` when the backend cannot be reached."""

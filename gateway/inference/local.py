@@ -27,7 +27,7 @@ class LocalBackend:
         # One worker: ONNX Runtime already uses every core it was given; more would oversubscribe.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], request_id: str | None = None) -> dict[str, np.ndarray]:
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         session = self.sessions.get(model)
         if session is None:
             raise ModelUnavailable(f"model {model} is not loaded in the local backend")

@@ -24,7 +24,7 @@ class TritonClient:
             self._client = grpcclient.InferenceServerClient(self.url)
         return self._client
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], request_id: str | None = None) -> dict[str, np.ndarray]:
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         tensors = []
         for name, array in inputs.items():
             tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -34,7 +34,7 @@ class TritonClient:
         try:
             with observe_inference(model, backend="triton"):
                 result = await asyncio.wait_for(
-                    self.client.infer(model, tensors, outputs=requested, request_id=request_id or current_request_id() or "",
+                    self.client.infer(model, tensors, outputs=requested, request_id=current_request_id() or "",
                                       client_timeout=self.timeout_s),
                     self.timeout_s + 1.0,
                 )

@@ -52,11 +52,11 @@ class FacialEmotionResponse(BaseModel):
     enrichment: dict | None = None
 
 
-async def classify_faces(faces: FaceInputs, backend: InferenceBackend, info: ModelInfo, request_id: str | None = None) -> dict:
+async def classify_faces(faces: FaceInputs, backend: InferenceBackend, info: ModelInfo) -> dict:
     outputs = []
     for start in range(0, len(faces.inputs), info.max_batch_size):
         batch = np.ascontiguousarray(faces.inputs[start : start + info.max_batch_size], dtype=np.float32)
-        outputs.append((await backend.infer(info.name, {info.inputs[0].name: batch}, info.output_names, request_id))[info.output_names[0]])
+        outputs.append((await backend.infer(info.name, {info.inputs[0].name: batch}, info.output_names))[info.output_names[0]])
     probabilities = np.concatenate(outputs)
     per_face = [{"box": box.as_dict(), **to_emotion(row, info.labels)} for box, row in zip(faces.boxes, probabilities)]
     largest = per_face[0]

@@ -72,13 +72,13 @@ def preprocessing_for(info: ModelInfo) -> tuple[SpeechFeatureConfig, FeatureStat
     return config, stats
 
 
-async def classify_speech(speech: SpeechInput, backend: InferenceBackend, info: ModelInfo, request_id: str | None = None) -> dict:
+async def classify_speech(speech: SpeechInput, backend: InferenceBackend, info: ModelInfo) -> dict:
     """Run every window of the clip (one batch per ``max_batch_size`` windows) and build the answer."""
     arrays = {"features": speech.windows.astype(np.float32, copy=False), "lengths": speech.lengths}  # by input name
     outputs = []
     for start in range(0, len(speech.windows), info.max_batch_size):
         batch = {t.name: np.ascontiguousarray(arrays[t.name][start : start + info.max_batch_size]) for t in info.inputs}
-        outputs.append((await backend.infer(info.name, batch, info.output_names, request_id))[info.output_names[0]])
+        outputs.append((await backend.infer(info.name, batch, info.output_names))[info.output_names[0]])
     probabilities = np.concatenate(outputs)
     answer = to_emotion(probabilities.mean(axis=0), info.labels)
     answer["duration"] = round(speech.audio.duration_s, 3)

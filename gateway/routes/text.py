@@ -33,14 +33,14 @@ def validate_texts(texts: list[str], max_chars: int, max_batch: int) -> None:
             raise ServiceError(413, "text_too_long", f"{where} has {len(text)} characters; the limit is {max_chars}")
 
 
-async def classify_texts(texts: list[str], backend: InferenceBackend, info: ModelInfo, request_id: str | None = None) -> list[dict]:
+async def classify_texts(texts: list[str], backend: InferenceBackend, info: ModelInfo) -> list[dict]:
     """Emotion of each text. Texts are sorted by length and sent in chunks of the model's max batch size."""
     pre = info.preprocessing
     tokenizer = load_tokenizer(info.directory, pre["tokenizer"], pre["max_length"], pre.get("pad_to_multiple", 1))
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     chunks = [order[i : i + info.max_batch_size] for i in range(0, len(order), info.max_batch_size)]
     outputs = await asyncio.gather(
-        *(backend.infer(info.name, tokenizer.encode([texts[i] for i in chunk]), info.output_names, request_id) for chunk in chunks)
+        *(backend.infer(info.name, tokenizer.encode([texts[i] for i in chunk]), info.output_names) for chunk in chunks)
     )
     probabilities = np.empty((len(texts), len(info.labels)), dtype=np.float32)
     for chunk, out in zip(chunks, outputs):
