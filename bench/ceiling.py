@@ -17,20 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from bench.common import REPOSITORY, TEXT_MODEL, TEXT_RUN, machine, real_texts, write_json
+from gateway.inference.onnx_session import cpu_session
 
 MINILM = {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536}
 HEAD_HIDDEN = 256
-
-
-def _session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
 def _matmul_graph(n: int, integer: bool) -> bytes:
@@ -70,7 +62,7 @@ def matmul_ceiling(n: int, threads: int, min_time: float) -> dict:
     rng = np.random.default_rng(1)
     for kind, integer in (("fp32", False), ("int8", True)):
         try:
-            sess = _session(_matmul_graph(n, integer), threads)
+            sess = cpu_session(_matmul_graph(n, integer), threads)
         except ImportError as exc:  # the onnx package builds the graph ([train] or [bench] extra)
             out[kind] = f"unavailable: {exc}"
             continue
@@ -118,10 +110,7 @@ def model_rate(onnx_path: Path, texts: list[str], threads: int, shape: dict, min
     from gateway.preprocessing.text import TextTokenizer
 
     exact = TextTokenizer(REPOSITORY / TEXT_MODEL / pre["tokenizer"], pre["max_length"], 1)  # batches padded to their longest only
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path, threads)
     out = {}
     singles = [tok.encode([t]) for t in texts]
     order = sorted(texts, key=lambda t: len(exact.encode([t])["input_ids"][0]))
@@ -145,7 +134,7 @@ def run(quick: bool, out: Path) -> dict:
     widths = gateway_widths(real_texts(1000 if not quick else 64))
     result["flops_per_request_gateway_padding"] = round(float(np.mean([model_flops(w, shape) for w in widths])))
     models = {"int8 (served)": REPOSITORY / TEXT_MODEL / "1" / "model.onnx"}
-    fp32 = TEXT_RUN / "onnx" / "model_optimized.onnx"
+    fp32 = TEXT_RUN / "onnx" / "model_optimized_cpu.onnx"
     if fp32.exists() and not quick:
         models["fp32 optimized"] = fp32
     result["model"] = {}

@@ -120,7 +120,7 @@ def build_repository(work: Path, variants: list[Variant], source: Path = REPOSIT
 
 def fp32_onnx(work: Path | None) -> tuple[Path | None, str]:
     """The optimized fp32 ONNX the INT8 model was quantized from: the text run's, or exported here from the baseline model."""
-    candidate = TEXT_RUN / "onnx" / "model_optimized.onnx"
+    candidate = TEXT_RUN / "onnx" / "model_optimized_cpu.onnx"
     if candidate.exists():
         return candidate, str(candidate)
     work = work or Path(tempfile.mkdtemp(prefix="emotune-bench-fp32-"))
@@ -148,7 +148,7 @@ def fp32_onnx(work: Path | None) -> tuple[Path | None, str]:
         axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "probabilities": {0: "batch"}}
         raw = export_onnx(Probabilities(model).eval(), example, ["probabilities"], axes, work / "fp32" / "model_fp32.onnx")
         cfg = model.encoder.config
-        out = optimize_transformer(raw, work / "fp32" / "model_optimized.onnx", cfg.num_attention_heads, cfg.hidden_size)
+        out = optimize_transformer(raw, work / "fp32" / "model_optimized_cpu.onnx", cfg.num_attention_heads, cfg.hidden_size, skip_layer_norm=False)
         return out, f"exported by the benchmark from {origin}"
     except Exception as exc:  # no [train] extra: skip the fp32 variants
         print(f"[triton] no fp32 ONNX available ({exc}); skipping the fp32 variants", file=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.common import REPOSITORY, TEXT_MODEL, gateway, link_model_copy, machine, real_texts, triton_server, write_json
 from bench.gateway_load import served_models, text_requests
 from bench.gateway_load import sweep as sweep_load
-from bench.triton_perf import Variant, build_repository, sweep
+from bench.triton_perf import Variant, build_repository, fp32_onnx, sweep
 
 def shipped_state(repository: Path = REPOSITORY) -> dict:
     """What the shipped text model does, so each experiment flips one setting away from it."""
@@ -69,6 +69,18 @@ def triton_variants(state: dict | None = None) -> list[Variant]:
     return variants
 
 
+def skip_layer_norm_fused_int8() -> Path | None:
+    """The served INT8 graph as the optimizer's defaults build it: from the same fp32 graph, SkipLayerNormalization fused."""
+    from export.quantize import optimize_transformer, quantize_int8
+
+    work = Path(tempfile.mkdtemp(prefix="emotune-bench-fused-"))
+    fp32, _ = fp32_onnx(work)
+    if fp32 is None:
+        return None
+    fused = optimize_transformer(fp32, work / "model_optimized.onnx", num_heads=0, hidden_size=0)  # attention is fused already
+    return quantize_int8(fused, work / "model_int8.onnx")
+
+
 def describe(state: dict) -> str:
     return (f"INT8, dynamic batching {'on' if state['batching'] else 'off'} (queue delay {state['queue_delay_us']} µs), "
             f"ragged {'on' if state['ragged'] else 'off'}{', length-grouped runs' if state['length_grouped'] else ''}, "
@@ -85,6 +97,9 @@ def triton_level(out: Path, quick: bool, concurrency: int) -> tuple[list[dict], 
     variants = triton_variants()
     if quick:
         variants = variants[:2]  # ref and one change: the plumbing, not the findings
+    elif (fused := skip_layer_norm_fused_int8()) is not None:
+        variants.append(Variant("skip_layer_norm_fused", "residual Add + LayerNormalization fused into SkipLayerNormalization "
+                                "(ONNX Runtime's optimizer default; the INT8 graph shipped before)", onnx=fused))
     levels = sorted({1, concurrency})
     for v in variants:
         v.concurrency = levels if v.name == "ref" or v.queue_delay_us is not None else [concurrency]

@@ -8,6 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from gateway.inference.onnx_session import cpu_session
+
 
 def export_onnx(module: torch.nn.Module, example: dict[str, torch.Tensor], output_names: list[str],
                 dynamic_axes: dict[str, dict[int, str]], path: Path, opset: int = 17) -> Path:
@@ -20,10 +22,7 @@ def export_onnx(module: torch.nn.Module, example: dict[str, torch.Tensor], outpu
 
 
 def session(path: Path, threads: int = 2) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads)
 
 
 def run(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:

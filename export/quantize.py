@@ -7,11 +7,19 @@ from pathlib import Path
 import onnx
 
 
-def optimize_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Path:
-    """Fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer (needs an eager-attention export)."""
+def optimize_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int, skip_layer_norm: bool = True) -> Path:
+    """Fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer (needs an eager-attention export).
+
+    ``skip_layer_norm=False`` keeps residual Add + LayerNormalization apart: the CPU graph, where ONNX Runtime's
+    fused kernel is the slow one (gateway/inference/onnx_session.py).
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1)
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = skip_layer_norm
+    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1,
+                           optimization_options=options)
     model.save_model_to_file(str(dst))
     return dst
 

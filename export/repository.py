@@ -13,6 +13,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gateway.inference.onnx_session import DISABLED_CPU_FUSIONS
 from gateway.model_info import TensorSpec
 
 FLAVOURS = ("python", "onnxruntime")
@@ -83,6 +84,7 @@ def render_config(spec: ModelSpec, flavour: str) -> str:
         text += f"instance_group [ {{ count: {spec.cpu_instances} kind: KIND_CPU }} ]\n"
         text += f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "$$TRITON_MODEL_DIRECTORY/../{PYTHON_ENV_LINK}" }} }}\n'
         text += f'parameters: {{ key: "intra_op_threads" value: {{ string_value: "{spec.intra_op_threads}" }} }}\n'
+        text += f'parameters: {{ key: "disabled_optimizers" value: {{ string_value: "{",".join(DISABLED_CPU_FUSIONS)}" }} }}\n'
     else:
         text += f"instance_group [ {{ count: {spec.gpu_instances} kind: KIND_GPU }} ]\n"
         params = {

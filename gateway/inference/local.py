@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway.inference import ModelUnavailable
+from gateway.inference.onnx_session import cpu_session
 from gateway.metrics import observe_inference
 
 
@@ -20,10 +21,7 @@ class LocalBackend:
             path = Path(repository) / name / "1" / "model.onnx"
             if not path.exists():
                 continue
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.sessions[name] = cpu_session(path, threads)
         # One worker: ONNX Runtime already uses every core it was given; more would oversubscribe.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
 

@@ -44,6 +44,28 @@ def test_export_checks_parity_and_writes_both_flavours(smoke_run, tmp_path, shar
     assert (tmp_path / "reports" / "text_emotion" / "REPORT.md").exists()
 
 
+def test_cpu_graph_keeps_residual_layer_norm_unfused(smoke_run, tmp_path, shared_data):
+    """ONNX Runtime's CPU SkipLayerNormalization is the slow kernel: the INT8 graph keeps Add + LayerNormalization,
+    and a session with the disabled fusions (as ``cpu_session`` and the Triton model.py make it) does not fuse them back."""
+    import onnx
+    import onnxruntime as ort
+
+    from export.text import export
+    from gateway.inference.onnx_session import DISABLED_CPU_FUSIONS
+
+    out, _ = smoke_run
+    export(out, tmp_path, SimpleNamespace(data_dir=shared_data / "text", test_limit=8))
+    path = tmp_path / "python" / "text_emotion" / "1" / "model.onnx"
+    ops = lambda p: {n.op_type for n in onnx.load(str(p)).graph.node}  # noqa: E731
+    assert "LayerNormalization" in ops(path) and "SkipLayerNormalization" not in ops(path)
+    assert f'key: "disabled_optimizers" value: {{ string_value: "{",".join(DISABLED_CPU_FUSIONS)}" }}' in (path.parents[1] / "config.pbtxt").read_text()
+    for disabled, fused in ((list(DISABLED_CPU_FUSIONS), False), ([], True)):
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "session_graph.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        assert ("SkipLayerNormalization" in ops(tmp_path / "session_graph.onnx")) is fused
+
+
 def test_parity_check_fails_loudly(tmp_path):
     import numpy as np
     import torch

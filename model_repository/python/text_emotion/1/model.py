@@ -31,7 +31,8 @@ class TritonPythonModel:
         # spinning doubled the CPU per inference here (bench/report, tuning).
         options.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        disabled = [name for name in params.get("disabled_optimizers", "").split(",") if name]  # see gateway/inference/onnx_session.py
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         self.inputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
         names = [name for name, _ in self.inputs]
