@@ -327,6 +327,8 @@ def summarize(result: dict) -> dict:
         summary["dynamic_best_infer_per_s"] = dyn_best["throughput_infer_per_s"]
         summary["dynamic_best_concurrency"] = dyn_best["concurrency"]
         summary["dynamic_vs_serial"] = round(dyn_best["throughput_infer_per_s"] / serial["throughput_infer_per_s"], 2)
+    if dyn_best and (shipped_c1 := by.get((TEXT_MODEL, 1))):  # the looser reading: the shipped model, one request at a time
+        summary["dynamic_vs_shipped_c1"] = round(dyn_best["throughput_infer_per_s"] / shipped_c1["throughput_infer_per_s"], 2)
     if dyn_top and (nob := by.get((f"{TEXT_MODEL}_nobatch", top))):
         summary[f"dynamic_vs_nobatch_at_c{top}"] = round(dyn_top["throughput_infer_per_s"] / nob["throughput_infer_per_s"], 2)
     if dyn_best and (fp := best(f"{TEXT_MODEL}_fp32")):
