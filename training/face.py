@@ -377,7 +377,7 @@ def main(args) -> None:
         return
     overrides = dict(DEFAULTS.get(variant, {}))
     for name, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("limit", "limit"), ("test_limit", "val_limit"),
-                       ("threads", "threads"), ("seed", "seed"), ("device", "device")):
+                       ("threads", "threads"), ("seed", "seed"), ("device", "device"), ("distill", "distill")):
         value = getattr(args, name, None)
         if value is not None:
             overrides[attr] = value
