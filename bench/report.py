@@ -178,6 +178,21 @@ def markdown(data: dict) -> str:
                            r.get("avg_executed_batch"), r.get("cpu_ms")] for r in tu["rows"]]))
         for note in tu.get("conclusions", []):
             md.append(f"- {note}\n")
+    fd = data.get("face_detection")
+    if fd and fd.get("rows"):
+        md.append("\n## Face detection: the gateway's CPU per face request, per cascade setting\n\n")
+        md.append(f"{fd['method']} {fd['scenes']} scenes; minimum face {fd['min_size_fraction']:.0%} of the short side (at least 20 px) "
+                  f"in the image the cascade sees.\n\n")
+        md.append(_table(["max side", "scale factor", "shipped", "recall", "false positives / image", "CPU ms / image", "sample photo CPU ms", "sample photo box"],
+                         [[r["max_side"], r["scale_factor"], "yes" if r["shipped"] else "", f"{r['recall']} ({r['found']}/{r['faces']})",
+                           r["false_positives_per_image"], r["cpu_ms_per_image"], (r.get("sample_photo") or {}).get("cpu_ms"),
+                           " ".join("{x},{y} {width}×{height}".format(**b) for b in (r.get("sample_photo") or {}).get("boxes", []))]
+                          for r in fd["rows"]]))
+        pick = fd.get("cheapest_within_recall")
+        if pick:
+            md.append(f"\nCheapest setting within 0.5 points of the best recall: max side {pick['max_side']}, scale factor {pick['scale_factor']}.\n")
+        if fd.get("choice"):
+            md.append(f"\n{fd['choice']}\n")
     acc = data.get("accuracy")
     if acc:
         md.append(f"\n## Accuracy of the optimized variants (test split; from `{acc['source']}`)\n\n")
@@ -255,13 +270,13 @@ def serving_rates(ceiling: dict | None, triton: dict | None, gateway: dict | Non
 
 
 def build(out: Path, command: str, quick: bool = False, notes: list[str] | None = None) -> dict:
-    triton, gateway, ceiling, tuning = (_load(out / f"{n}.json") for n in ("triton", "gateway", "ceiling", "tuning"))
+    triton, gateway, ceiling, tuning, face_detection = (_load(out / f"{n}.json") for n in ("triton", "gateway", "ceiling", "tuning", "face_detection"))
     acc = accuracy()
     machine = (gateway or triton or ceiling or {}).get("machine")
     data = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "machine": machine,
         "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
-        "ceiling": ceiling, "tuning": tuning, "serving_rates": serving_rates(ceiling, triton, gateway),
+        "ceiling": ceiling, "tuning": tuning, "face_detection": face_detection, "serving_rates": serving_rates(ceiling, triton, gateway),
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",
@@ -270,6 +285,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
             "python -m bench.triton_perf       # perf_analyzer sweeps: INT8/fp32 × dynamic batching on/off",
             "python -m bench.gateway_load      # gateway sweep, then the Flask baseline with the same load",
             "python -m bench.tuning            # one change at a time, measured against the shipped configuration",
+            "python -m bench.face_detection    # the face detector's CPU and recall per setting",
             "python -m bench.report            # bench/report/{report.json,REPORT.md,report.png}",
             "emotune bench --quick --out /tmp/bench   # the smoke version the tests run",
         ],

@@ -1,11 +1,12 @@
 """``emotune bench``: every benchmark in one run, then the report.
 
 Order: the ceiling (machine matmul, model FLOP/s) → Triton (perf_analyzer sweeps) → the gateway and, right after
-it, the original design's Flask server under the same load → the tuning ablations → the report.
+it, the original design's Flask server under the same load → the tuning ablations → the face detector's settings →
+the report.
 Each step writes its JSON into the report folder; a step that fails is recorded in the report's notes and the
 others still run.
 
-    emotune bench [--quick] [--out bench/report] [--only ceiling triton gateway tuning]
+    emotune bench [--quick] [--out bench/report] [--only ceiling triton gateway tuning face_detection]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from bench import report
 
-STEPS = ("ceiling", "triton", "gateway", "tuning")
+STEPS = ("ceiling", "triton", "gateway", "tuning", "face_detection")
 
 
 def _step(name: str):
@@ -29,6 +30,8 @@ def _step(name: str):
         from bench.triton_perf import run
     elif name == "gateway":
         from bench.gateway_load import run
+    elif name == "face_detection":
+        from bench.face_detection import run
     else:
         from bench.tuning import run
     return run

@@ -35,7 +35,9 @@ STD = 0.5
 FACE_MARGIN = 0.1  # fraction of the detected box added on every side (the Haar box is ~83% of a FER frame)
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP"}  # MPO: multi-picture JPEG from cameras
 MIN_SIDE = 1
-DETECT_MAX_SIDE = 1024  # the cascade runs on a copy at most this large; boxes are scaled back
+# The cascade runs on a copy at most this large (boxes are scaled back): 800 finds as many faces as 1024 with 21% less
+# CPU and fewer false positives; 640 misses 1.7 points more (bench/report, "Face detection").
+DETECT_MAX_SIDE = 800
 CASCADE = "haarcascade_frontalface_default.xml"
 
 
@@ -148,12 +150,12 @@ def _drop_nested(boxes: list[Box]) -> list[Box]:
     """Remove a box mostly inside a larger one (the cascade sometimes fires on a face and on part of it)."""
     kept: list[Box] = []
     for box in sorted(boxes, key=lambda b: b.area, reverse=True):
-        if all(_overlap(box, k) < 0.6 * box.area for k in kept):
+        if all(overlap_area(box, k) < 0.6 * box.area for k in kept):
             kept.append(box)
     return kept
 
 
-def _overlap(a: Box, b: Box) -> int:
+def overlap_area(a: Box, b: Box) -> int:
     w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
     h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
     return max(0, w) * max(0, h)

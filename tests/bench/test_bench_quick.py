@@ -54,7 +54,7 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
     if not perf_analyzer.exists():
         pytest.skip("perf_analyzer (tritonclient[grpc,http]==2.51.0) is not installed")
     data = run_bench(argparse.Namespace(quick=True, out=tmp_path))
-    for name in ("report.json", "REPORT.md", "report.png", "triton.json", "gateway.json", "ceiling.json", "tuning.json"):
+    for name in ("report.json", "REPORT.md", "report.png", "triton.json", "gateway.json", "ceiling.json", "tuning.json", "face_detection.json"):
         assert (tmp_path / name).exists(), name
 
     triton = json.loads((tmp_path / "triton.json").read_text())
@@ -75,6 +75,10 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
 
     tuning = json.loads((tmp_path / "tuning.json").read_text())
     assert {r["level"] for r in tuning["rows"]} == {"triton", "gateway"}
+
+    face_detection = json.loads((tmp_path / "face_detection.json").read_text())
+    if not face_detection.get("skipped"):
+        assert [r for r in face_detection["rows"] if r["shipped"]] and all(0 <= r["recall"] <= 1 and r["cpu_ms_per_image"] > 0 for r in face_detection["rows"])
 
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Targets" in report and "## Triton" in report and "## Gateway" in report
