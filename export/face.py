@@ -53,6 +53,14 @@ def _notes(choice: dict, variants: dict, best: dict) -> list[str]:
         notes.append(f"Served: the average of {' and '.join(choice['members'])}'s probabilities"
                      f"{', each over the face and its mirror image' if choice['tta'] else ''} (one ONNX graph): "
                      f"{choice['val_dedup_accuracy']:.4f} on val-dedup, above each member alone ({singles}).")
+    else:
+        (member,), key = choice["members"], "val_dedup_tta_accuracy" if choice["tta"] else "val_dedup_accuracy"
+        distill = variants.get(member, {}).get("distill")
+        notes.append(f"Served: {member} alone{', over the face and its mirror image' if choice['tta'] else ''}: "
+                     f"{choice['val_dedup_accuracy']:.4f} on val-dedup, against the baseline mini_xception's "
+                     f"{variants.get('mini_xception', {}).get(key, float('nan')):.4f}"
+                     + (f"; its training target mixed in the mini-Xception's probabilities (weight {distill}) with the smoothed labels."
+                        if distill else "."))
     if best["members"] != choice["members"] or best["tta"] != choice["tta"]:
         notes.append(f"The top candidate, {'+'.join(best['members'])} ({best['repository_mb']} MB), scored {best['val_dedup_accuracy']:.4f}: "
                      f"within {MIN_GAIN * 100:.1f} points of the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), so the "
@@ -114,7 +122,7 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
         r = json.loads(Path(path).read_text())
         variant_reports[name] = {
             "command": r.get("command"), "parameters": r.get("parameters"), "train_seconds": r.get("seconds"),
-            "epochs": len(r.get("history") or []), "val_as_is_accuracy": r["val_as_is"]["accuracy"],
+            "epochs": len(r.get("history") or []), "distill": (r.get("config") or {}).get("distill"), "val_as_is_accuracy": r["val_as_is"]["accuracy"],
             "val_as_is_tta_accuracy": r["val_as_is_tta"]["accuracy"], "val_dedup_accuracy": r["val_dedup"]["accuracy"],
             "val_dedup_macro_f1": r["val_dedup"]["macro_f1"], "val_dedup_tta_accuracy": r["val_dedup_tta"]["accuracy"],
             "val_dedup_tta_macro_f1": r["val_dedup_tta"]["macro_f1"],
