@@ -190,7 +190,8 @@ def markdown(data: dict) -> str:
                           for r in fd["rows"]]))
         pick = fd.get("cheapest_within_recall")
         if pick:
-            md.append(f"\nCheapest setting within 0.5 points of the best recall: max side {pick['max_side']}, scale factor {pick['scale_factor']}.\n")
+            md.append(f"\nCheapest setting within {fd['min_recall_loss'] * 100:.1f} points of the best recall: max side {pick['max_side']}, "
+                      f"scale factor {pick['scale_factor']}.\n")
         if fd.get("choice"):
             md.append(f"\n{fd['choice']}\n")
     acc = data.get("accuracy")
@@ -280,7 +281,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",
-            "emotune bench                     # everything below, then the report (about 25 minutes on 2 cores)",
+            "emotune bench                     # everything below, then the report (about 30 minutes on 2 cores)",
             "python -m bench.ceiling           # matmul ceiling + model FLOP/s",
             "python -m bench.triton_perf       # perf_analyzer sweeps: INT8/fp32 × dynamic batching on/off",
             "python -m bench.gateway_load      # gateway sweep, then the Flask baseline with the same load",
