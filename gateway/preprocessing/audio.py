@@ -134,8 +134,10 @@ class DecodedAudio:
 # --------------------------------------------------------------------------------------------------- decoding
 
 
-def _declared_wav_frames(data: bytes) -> int | None:
-    """Frames a RIFF/WAVE header declares (FFmpeg derives a WAV's length from the file size, so it cannot tell)."""
+def _wav_frames(data: bytes) -> tuple[int, int] | None:
+    """(frames the RIFF/WAVE header declares, frames the bytes hold), or None when the header leaves the length open.
+
+    FFmpeg derives a WAV's length from the file size, so it cannot tell a truncated WAV from a short one."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos, block_align = 12, None
@@ -146,19 +148,7 @@ def _declared_wav_frames(data: bytes) -> int | None:
         if chunk == b"data":
             if size == 0 or size >= 0x7FFF0000 or not block_align:  # streaming writers (espeak, sox, ffmpeg) leave it open
                 return None
-            return size // block_align
-        pos += 8 + size + (size & 1)
-    return None
-
-
-def _wav_available_frames(data: bytes) -> int | None:
-    pos, block_align = 12, None
-    while pos + 8 <= len(data):
-        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if chunk == b"fmt " and pos + 22 <= len(data):
-            block_align = struct.unpack("<H", data[pos + 20 : pos + 22])[0]
-        if chunk == b"data":
-            return (len(data) - pos - 8) // block_align if block_align else None
+            return size // block_align, (len(data) - pos - 8) // block_align
         pos += 8 + size + (size & 1)
     return None
 
@@ -244,11 +234,11 @@ def _decode_raw(data: bytes, max_seconds: float) -> tuple[np.ndarray, int, str]:
         raise _fail("empty_audio", f"the {label} file contains no audio samples")
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
     decoded_s = samples.shape[0] / rate
-    wav_frames = _declared_wav_frames(data)
+    wav_frames = _wav_frames(data)
     if wav_frames is not None:
-        available = _wav_available_frames(data)
-        if available is not None and available < wav_frames:
-            raise _fail("corrupt_audio", f"the WAV file is truncated: its header declares {wav_frames} frames, it holds {available}")
+        declared_frames, available = wav_frames
+        if available < declared_frames:
+            raise _fail("corrupt_audio", f"the WAV file is truncated: its header declares {declared_frames} frames, it holds {available}")
     elif declared and fmt != "wav" and decoded_s < 0.9 * declared - 0.1:
         raise _fail("corrupt_audio", f"the {label} file is truncated: it declares {declared:.2f} s, only {decoded_s:.2f} s decode")
     if not np.isfinite(samples).all():

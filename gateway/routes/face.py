@@ -20,6 +20,7 @@ from gateway.model_info import ModelInfo
 from gateway.postprocessing import to_emotion
 from gateway.preprocessing.image import FaceInputs, prepare_faces
 from gateway.recommend.service import attach_recommendations
+from gateway.schemas import EmotionResult
 from gateway.uploads import read_upload, require_multipart, served_model
 
 MODEL = "face_emotion"
@@ -33,17 +34,12 @@ class FaceBox(BaseModel):
     height: int
 
 
-class FaceEmotion(BaseModel):
+class FaceEmotion(EmotionResult):
     box: FaceBox
-    emotion: str
-    confidence: float
-    scores: dict[str, float]
 
 
-class FacialEmotionResponse(BaseModel):
+class FacialEmotionResponse(EmotionResult):
     emotion: str = Field(description="the largest face's emotion")
-    confidence: float
-    scores: dict[str, float]
     faces: list[FaceEmotion] = Field(description="every face found, largest first (with detect=false: the whole image)")
     detected: bool = Field(description="false when the client sent detect=false")
     width: int = Field(description="the upright image's width, pixels")

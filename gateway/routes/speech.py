@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, SettingsDep
@@ -22,6 +22,7 @@ from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import to_emotion
 from gateway.recommend.service import attach_recommendations
+from gateway.schemas import EmotionResult
 from gateway.uploads import read_upload, require_multipart, served_model
 from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
 
@@ -40,18 +41,13 @@ async def _warm_up(app):
 router = APIRouter(tags=["emotion"], lifespan=_warm_up)
 
 
-class WindowEmotion(BaseModel):
+class WindowEmotion(EmotionResult):
     start: float = Field(description="window start in the file, seconds")
     end: float = Field(description="window end in the file, seconds")
-    emotion: str
-    confidence: float
-    scores: dict[str, float]
 
 
-class SpeechEmotionResponse(BaseModel):
+class SpeechEmotionResponse(EmotionResult):
     emotion: str = Field(description="the clip's emotion: mean of its windows' probabilities")
-    confidence: float
-    scores: dict[str, float]
     duration: float = Field(description="length of the decoded audio, seconds")
     timeline: list[WindowEmotion] | None = Field(None, description="one entry per 3 s window, for clips with more than one window")
     recommendations: list[dict] | None = None
