@@ -11,14 +11,13 @@ compared with the int8 ceiling, the fp32 model's with the fp32 one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPOSITORY, TEXT_MODEL, TEXT_RUN, machine, real_texts, write_json
+from bench.common import REPOSITORY, TEXT_MODEL, TEXT_RUN, machine, real_texts, step_parser, write_json
 from gateway.inference.onnx_session import cpu_session
 
 MINILM = {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536}
@@ -151,9 +150,7 @@ def run(quick: bool, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p = step_parser(__doc__)
     args = p.parse_args(argv)
     print(json.dumps(run(args.quick, args.out), indent=2))
 

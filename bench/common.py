@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -237,3 +238,11 @@ def repo_relative(text: str) -> str:
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(repo_relative(json.dumps(data, indent=2)) + "\n")
+
+
+def step_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every bench step shares: ``--quick`` (the tests' mode) and ``--out`` (the report folder)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    return p

@@ -12,14 +12,13 @@ one OpenCV thread, so it barely moves when the machine is shared. The sample pho
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bench.common import SHARED_DATA, machine, write_json
+from bench.common import SHARED_DATA, machine, step_parser, write_json
 from gateway.preprocessing.image import (
     Box,
     FaceDetector,
@@ -120,9 +119,7 @@ def run(quick: bool, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p = step_parser(__doc__)
     args = p.parse_args(argv)
     run(args.quick, args.out)
 

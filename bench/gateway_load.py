@@ -14,7 +14,6 @@ the Flask baseline (bench.baseline_flask) → the same text sweep with the same 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import json
@@ -31,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import (REPOSITORY, ROOT, SHARED_DATA, TEXT_RUN, free_port, gateway, machine, percentiles_ms, real_texts, stop_process,
-                          tree_cpu_seconds, triton_server, wait_http, write_json)
+                          step_parser, tree_cpu_seconds, triton_server, wait_http, write_json)
 
 FULL_CONCURRENCY = [1, 4, 8, 16, 32]
 QUICK_CONCURRENCY = [1, 4]
@@ -319,9 +318,7 @@ def run(quick: bool, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p = step_parser(__doc__)
     p.add_argument("--url", help="load an already running service's /text_emotion instead of starting one (no baseline)")
     p.add_argument("--path", default="/text_emotion?recommend=false")
     p.add_argument("--concurrency", type=int, nargs="+", default=FULL_CONCURRENCY)

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from bench import report
+from bench.common import step_parser
 
 STEPS = ("ceiling", "triton", "gateway", "tuning", "face_detection")
 
@@ -64,9 +65,7 @@ def run_bench(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p = step_parser(__doc__)
     p.add_argument("--only", nargs="+", choices=STEPS)
     run_bench(p.parse_args(argv))
 

@@ -16,7 +16,6 @@ For each variant and concurrency, perf_analyzer measures throughput and p50/p95/
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -32,7 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, tree_cpu_seconds, triton_server, write_json
+from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, step_parser, tree_cpu_seconds, triton_server, write_json
 
 FULL_CONCURRENCY = [1, 2, 4, 8, 16, 32]
 QUICK_CONCURRENCY = [1, 4]
@@ -382,9 +381,7 @@ def run(quick: bool, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p = step_parser(__doc__)
     args = p.parse_args(argv)
     result = run(args.quick, args.out)
     print(json.dumps(result["summary"], indent=2))

@@ -12,7 +12,6 @@ recommendations in the answer, and the best Triton-level change end to end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -20,7 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import REPOSITORY, TEXT_MODEL, gateway, link_model_copy, machine, real_texts, triton_server, write_json
+from bench.common import REPOSITORY, TEXT_MODEL, gateway, link_model_copy, machine, real_texts, step_parser, triton_server, write_json
 from bench.gateway_load import served_models, text_requests
 from bench.gateway_load import sweep as sweep_load
 from bench.triton_perf import Variant, build_repository, fp32_onnx, sweep
@@ -257,9 +256,7 @@ def run(quick: bool, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p = step_parser(__doc__)
     args = p.parse_args(argv)
     print(json.dumps(run(args.quick, args.out)["rows"], indent=2))
 

