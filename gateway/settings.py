@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_text_chars: int = 5000
     max_batch_texts: int = 64
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = Field(41 * 1024 * 1024, description="Whole request body, counted as it streams in (Content-Length "
+                                   "first), so an oversized upload is refused before it is spooled: room for /recommend's two files")
     max_audio_seconds: float = 60.0
     max_image_pixels: int = 40_000_000
     max_faces: int = Field(16, description="Faces classified per image at most (largest first)")

@@ -1,11 +1,48 @@
-"""What the upload routes (speech, face) share: multipart only, a size cap read without buffering more, the served model."""
+"""What the upload routes (speech, face, recommend) share: a body cap while it streams in, multipart only, a size cap
+per file, the served model."""
 
 from __future__ import annotations
 
-from fastapi import Request, UploadFile
+from fastapi import HTTPException, Request, UploadFile
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import ServiceError
+from gateway.errors import ServiceError, error_response
 from gateway.model_info import ModelInfo
+
+
+class RequestTooLarge(HTTPException):
+    """An HTTPException, because FastAPI turns any other error raised while it reads the body into a 400."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is larger than {limit} bytes, the limit (EMOTUNE_MAX_REQUEST_BYTES)")
+
+
+class BodyLimit:
+    """Refuses a body over ``limit`` bytes before multipart parsing spools it: at once when Content-Length says so,
+    else as soon as the streamed bytes pass the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            error = RequestTooLarge(self.limit)
+            return await error_response(413, "request_too_large", error.detail)(scope, receive, send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise RequestTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 async def require_multipart(request: Request) -> None:

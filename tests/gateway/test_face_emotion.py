@@ -182,3 +182,23 @@ def test_local_backend_gives_the_same_answer(local_gateway_url: str, client: htt
         a, b = post_image(local, data).json(), post_image(client, data).json()
     assert a["emotion"] == b["emotion"] == "surprise"
     assert a["scores"] == pytest.approx(b["scores"], abs=1e-3)
+
+
+def test_body_over_the_request_limit_is_refused_before_parsing(client: httpx.Client):
+    """Content-Length over EMOTUNE_MAX_REQUEST_BYTES (41 MiB): 413 at once; a chunked body of no declared length: 413 once
+    the streamed bytes pass the limit."""
+    body = b"\xff\xd8" + b"\x00" * (42 * 1024 * 1024)
+    r = post_image(client, body)
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == "request_too_large" and str(41 * 1024 * 1024) in r.json()["message"]
+
+    def chunks():
+        boundary = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        yield boundary
+        for _ in range(43):
+            yield b"\x00" * (1024 * 1024)
+        yield b"\r\n--x--\r\n"
+
+    r = client.post("/facial_emotion", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == "request_too_large"
