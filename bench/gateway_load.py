@@ -29,8 +29,23 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (REPOSITORY, ROOT, SHARED_DATA, TEXT_RUN, free_port, gateway, machine, percentiles_ms, real_texts, stop_process,
-                          step_parser, tree_cpu_seconds, triton_server, wait_http, write_json)
+from bench.common import (
+    REPOSITORY,
+    ROOT,
+    SHARED_DATA,
+    TEXT_RUN,
+    free_port,
+    gateway,
+    machine,
+    percentiles_ms,
+    real_texts,
+    step_parser,
+    stop_process,
+    tree_cpu_seconds,
+    triton_server,
+    wait_http,
+    write_json,
+)
 
 FULL_CONCURRENCY = [1, 4, 8, 16, 32]
 QUICK_CONCURRENCY = [1, 4]

@@ -31,7 +31,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, link_model_copy, machine, real_texts, step_parser, tree_cpu_seconds, triton_server, write_json
+from bench.common import (
+    REPOSITORY,
+    SHARED_DATA,
+    TEXT_MODEL,
+    TEXT_RUN,
+    link_model_copy,
+    machine,
+    real_texts,
+    step_parser,
+    tree_cpu_seconds,
+    triton_server,
+    write_json,
+)
 
 FULL_CONCURRENCY = [1, 2, 4, 8, 16, 32]
 QUICK_CONCURRENCY = [1, 4]
@@ -129,8 +141,8 @@ def fp32_onnx(work: Path | None) -> tuple[Path | None, str]:
         from bench.baseline_flask import load_model
         from export.onnx import export_onnx
         from export.quantize import optimize_transformer
-        from training.text import encoder_dir
         from gateway.preprocessing.text import TextTokenizer
+        from training.text import encoder_dir
 
         model, _, labels, max_length, origin = load_model()
 

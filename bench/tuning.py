@@ -24,6 +24,7 @@ from bench.gateway_load import served_models, text_requests
 from bench.gateway_load import sweep as sweep_load
 from bench.triton_perf import Variant, build_repository, fp32_onnx, sweep
 
+
 def shipped_state(repository: Path = REPOSITORY) -> dict:
     """What the shipped text model does, so each experiment flips one setting away from it."""
     config = (repository / TEXT_MODEL / "config.pbtxt").read_text()

@@ -21,10 +21,10 @@ from gateway.errors import ServiceError
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import to_emotion
+from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
 from gateway.recommend.service import attach_recommendations
 from gateway.schemas import EmotionResult
 from gateway.uploads import read_upload, require_multipart, served_model
-from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
 
 MODEL = "speech_emotion"
 

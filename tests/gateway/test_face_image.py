@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import zlib
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np

