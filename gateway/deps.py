@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from gateway.errors import ServiceError
 from gateway.inference import InferenceBackend
@@ -44,3 +44,4 @@ BackendDep = Annotated[InferenceBackend, Depends(_backend)]
 ModelsDep = Annotated[dict[str, ModelInfo], Depends(_models)]
 RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 OptionalRecommenderDep = Annotated[Recommender | None, Depends(_optional_recommender)]  # emotion routes: music is extra
+RecommendQuery = Annotated[bool, Query(description="add `recommendations` for the detected emotion")]  # the emotion routes' switch

@@ -9,12 +9,14 @@ already send an aligned face crop (like the FER2013 images) pass ``detect=false`
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, SettingsDep
+from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, RecommendQuery, SettingsDep
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import to_emotion
@@ -72,9 +74,10 @@ async def classify_faces(faces: FaceInputs, backend: InferenceBackend, info: Mod
 )
 async def facial_emotion(backend: BackendDep, models: ModelsDep, settings: SettingsDep,
                          recommender: OptionalRecommenderDep,
-                         file: UploadFile = File(description="the photo"),
-                         detect: bool = Query(True, description="false: the image is already an aligned face crop (like FER2013); skip detection"),
-                         recommend: bool = Query(True, description="add `recommendations` for the detected emotion")):
+                         file: Annotated[UploadFile, File(description="the photo")],
+                         detect: Annotated[bool, Query(description="false: the image is already an aligned face crop (like FER2013); "
+                                                                   "skip detection")] = True,
+                         recommend: RecommendQuery = True):
     info = served_model(models, MODEL)
     data = await read_upload(file, settings.max_upload_bytes)
     faces = await run_in_threadpool(prepare_faces, data, detect, settings.max_faces, settings.max_image_pixels, settings.max_upload_bytes,

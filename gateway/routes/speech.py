@@ -10,13 +10,14 @@ import json
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, UploadFile
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, SettingsDep
+from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, RecommendQuery, SettingsDep
 from gateway.errors import ServiceError
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
@@ -94,8 +95,8 @@ async def classify_speech(speech: SpeechInput, backend: InferenceBackend, info: 
     dependencies=[Depends(require_multipart)],
 )
 async def speech_emotion(backend: BackendDep, models: ModelsDep, settings: SettingsDep, recommender: OptionalRecommenderDep,
-                         file: UploadFile = File(description="the audio file"),
-                         recommend: bool = Query(True, description="add `recommendations` for the detected emotion")):
+                         file: Annotated[UploadFile, File(description="the audio file")],
+                         recommend: RecommendQuery = True):
     info = served_model(models, MODEL)
     data = await read_upload(file, settings.max_upload_bytes)
     config, stats = preprocessing_for(info)

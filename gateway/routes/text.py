@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
-from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, SettingsDep
+from gateway.deps import BackendDep, ModelsDep, OptionalRecommenderDep, RecommendQuery, SettingsDep
 from gateway.errors import ServiceError
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
@@ -56,7 +56,7 @@ async def require_json(request: Request) -> None:
 @router.post("/text_emotion", summary="emotion of a text (or a batch of texts)", dependencies=[Depends(require_json)])
 async def text_emotion(body: TextEmotionRequest, request: Request, backend: BackendDep, models: ModelsDep, settings: SettingsDep,
                        recommender: OptionalRecommenderDep,
-                       recommend: bool = Query(True, description="add `recommendations` for the detected emotion")):
+                       recommend: RecommendQuery = True):
     texts = [body.text] if body.text is not None else body.texts
     validate_texts(texts, settings.max_text_chars, settings.max_batch_texts)
     results = await classify_texts(texts, backend, models[MODEL])
