@@ -144,7 +144,7 @@ def fp32_onnx(work: Path | None) -> tuple[Path | None, str]:
         from gateway.preprocessing.text import TextTokenizer
         from training.text import encoder_dir
 
-        model, _, labels, max_length, origin = load_model()
+        model, _, _labels, max_length, origin = load_model()
 
         class Probabilities(torch.nn.Module):
             def __init__(self, m):

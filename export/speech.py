@@ -100,7 +100,7 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
         test = test[:limit]
     raw = cached_features(test, 0, config, run_dir / "cache", seed=int(meta.get("seed", 13)))
     y_test = np.asarray([c.label for c in test], dtype=np.int64)
-    windows, window_labels, owner = window_set([stats.normalize(f) for f in raw], y_test, config)
+    windows, _window_labels, owner = window_set([stats.normalize(f) for f in raw], y_test, config)
     lengths = np.concatenate([np.full((int((owner == i).sum()), 1), min(len(f), config.window_frames)) for i, f in enumerate(raw)]).astype(np.int64)
     whisper = is_whisper(meta)
 

@@ -60,7 +60,7 @@ def test_base_images_are_pinned(name: str):
         if image.lower() in aliases:
             continue
         assert "$" not in image, f"{image}: a FROM through ARG cannot be checked for a pin"
-        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+        _repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
         assert tag and tag != "latest", f"{image} is not pinned to a tag"
         assert re.search(r"\d", tag), f"{image}: the tag names no version"
 
