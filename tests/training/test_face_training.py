@@ -22,6 +22,7 @@ from training.face import (  # noqa: E402
     face_size_budget_mb,
     load_fer_split,
     run_variant,
+    selection_check,
     train_duplicates,
 )
 from training.face_models import LABELS, FaceResNet, MiniXception, MobileNetV2Face, Served, _TFMaxPool, load_fer_mini_xception  # noqa: E402
@@ -135,3 +136,20 @@ def test_served_face_configuration_is_the_smallest_near_the_best():
     c = lambda acc, mb, fits=True, tta=True: {"val_dedup_accuracy": acc, "repository_mb": mb, "fits_size_budget": fits, "tta": tta}  # noqa: E731
     assert choose_served([c(0.700, 40, fits=False), c(0.662, 23), c(0.661, 11.5), c(0.650, 0.4)]) == c(0.661, 11.5)
     assert choose_served([c(0.680, 23), c(0.661, 11.5)]) == c(0.680, 23)  # a real gain earns the size
+
+
+def test_selection_check_scores_the_choice_on_the_other_half():
+    """An average that is right wherever the single run is, plus 10% more images, keeps its lead out of sample;
+    one whose lead is a handful of images that the halves split does not gain much."""
+    rng = np.random.default_rng(7)  # not selection_check's own seed, whose halves would then follow these draws
+    single = rng.random(2000) < 0.6
+    better = single | (rng.random(2000) < 0.25)
+    c = lambda members, correct: {"members": members, "val_dedup_accuracy": float(correct.mean()), "repository_mb": 5.0 * len(members),  # noqa: E731
+                                  "fits_size_budget": True, "tta": True}
+    check = selection_check([c(["a"], single), c(["a", "b"], better)], np.array([single, better]), splits=20)
+    assert check["served_on_other_half"] == pytest.approx(better.mean(), abs=0.01)
+    assert check["best_single_on_other_half"] == pytest.approx(single.mean(), abs=0.01)
+    assert check["gain_points"] > 5
+    same = single.copy()
+    check = selection_check([c(["a"], single), c(["a", "b"], same)], np.array([single, same]), splits=20)
+    assert check["gain_points"] == 0
