@@ -106,7 +106,7 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 def markdown(data: dict) -> str:
     md = [f"# Emotune benchmark report\n\nGenerated {data['generated']} by `{data['command']}`"
-          f" ({'quick mode: smoke numbers, not results' if data.get('quick') else 'full run'}).\n"]
+          f" ({'quick mode: smoke numbers, not results' if data.get('quick') else 'partial run: ' + ', '.join(data['steps']) if data.get('steps') else 'full run'}).\n"]
     m = data.get("machine") or {}
     if m:
         md.append(f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} cores, {m.get('platform')}. Load average at start {m.get('loadavg_1m')}.\n")
@@ -270,12 +270,18 @@ def serving_rates(ceiling: dict | None, triton: dict | None, gateway: dict | Non
     return out
 
 
-def build(out: Path, command: str, quick: bool = False, notes: list[str] | None = None) -> dict:
+def previous_notes(out: Path) -> list[str]:
+    previous = _load(out / "report.json")
+    return list(previous.get("notes", [])) if previous else []
+
+
+def build(out: Path, command: str, quick: bool = False, notes: list[str] | None = None, steps: list[str] | None = None) -> dict:
+    """``steps``: the steps this run measured, when not all of them (the report then says it is partial)."""
     triton, gateway, ceiling, tuning, face_detection = (_load(out / f"{n}.json") for n in ("triton", "gateway", "ceiling", "tuning", "face_detection"))
     acc = accuracy()
     machine = (gateway or triton or ceiling or {}).get("machine")
     data = {
-        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "machine": machine,
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "steps": steps, "machine": machine,
         "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
         "ceiling": ceiling, "tuning": tuning, "face_detection": face_detection, "serving_rates": serving_rates(ceiling, triton, gateway),
         "triton_bound": triton_bound(triton, ceiling),

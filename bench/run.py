@@ -43,7 +43,9 @@ def run_bench(args: argparse.Namespace) -> dict:
     quick = bool(getattr(args, "quick", False))
     steps = list(getattr(args, "only", None) or STEPS)
     out.mkdir(parents=True, exist_ok=True)
-    notes = []
+    partial = steps != list(STEPS)
+    notes = report.previous_notes(out) if partial else []  # a partial run keeps the notes on the tables it leaves alone
+    started_at = time.strftime("%H:%M", time.gmtime())
     for name in steps:
         started = time.monotonic()
         print(f"=== bench: {name}{' (quick)' if quick else ''} ===", flush=True)
@@ -53,8 +55,12 @@ def run_bench(args: argparse.Namespace) -> dict:
             traceback.print_exc()
             notes.append(f"step `{name}` failed: {type(exc).__name__}: {str(exc)[:300]}")
         notes.append(f"step `{name}` took {time.monotonic() - started:.0f} s")
-    command = shlex.join(["emotune", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emotune") else "emotune bench" + (" --quick" if quick else "")
-    data = report.build(out, command, quick, notes)
+    if partial:
+        notes.append(f"Steps {', '.join(steps)} re-run {started_at}–{time.strftime('%H:%M', time.gmtime())} UTC; their tables and targets "
+                     "are from this run, every other table from the earlier runs the notes above describe.")
+    command = (shlex.join(["emotune", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emotune")
+               else "emotune bench" + (" --quick" if quick else "") + (f" --only {' '.join(steps)}" if partial else ""))
+    data = report.build(out, command, quick, notes, steps=steps if partial else None)
     print(f"report: {out / 'REPORT.md'}")
     for row in data["headline"]:
         print(f"  {'MET ' if row['met'] else 'MISS' if row['met'] is False else '  - '} {row['target']}: {row['measured']}")

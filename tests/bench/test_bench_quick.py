@@ -83,3 +83,13 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Targets" in report and "## Triton" in report and "## Gateway" in report
     assert data["headline"]
+
+
+def test_a_partial_run_keeps_the_notes_on_the_tables_it_leaves_alone(tmp_path):
+    from bench.run import run_bench
+
+    (tmp_path / "report.json").write_text(json.dumps({"notes": ["the triton tables come from the 03:41 run"]}))
+    data = run_bench(argparse.Namespace(out=tmp_path, quick=True, only=["face_detection"]))
+    assert data["steps"] == ["face_detection"] and data["command"].endswith("--only face_detection")
+    assert data["notes"][0] == "the triton tables come from the 03:41 run"
+    assert "re-run" in data["notes"][-1]
