@@ -70,6 +70,9 @@ def _notes(choice: dict, variants: dict, best: dict, check: dict | None = None) 
         notes.append(f"The top candidate, {'+'.join(best['members'])} ({best['repository_mb']} MB), scored {best['val_dedup_accuracy']:.4f}: "
                      f"within {MIN_GAIN * 100:.1f} points of the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), so the "
                      "smaller one is served.")
+    elif not best["fits_size_budget"]:
+        notes.append(f"The top candidate, {'+'.join(best['members'])}, scored {best['val_dedup_accuracy']:.4f} but takes {best['repository_mb']} MB, "
+                     "over what the other models leave of the repository budget.")
     elif best["members"] != choice["members"] and check:
         notes.append(f"The top candidate, {'+'.join(best['members'])} ({best['repository_mb']} MB), scored {best['val_dedup_accuracy']:.4f} against "
                      f"the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), but chosen among {check['candidates']} "

@@ -30,8 +30,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
-            error = RequestTooLarge(self.limit)
-            return await error_response(413, "request_too_large", error.detail)(scope, receive, send)
+            return await error_response(413, "request_too_large", RequestTooLarge(self.limit).detail)(scope, receive, send)
         received = 0
 
         async def counted() -> Message:
