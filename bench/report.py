@@ -8,12 +8,11 @@ It reads what the benchmarks wrote into the report folder (``triton.json``, ``ga
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from bench.common import REPORTS, ROOT, TEXT_MODEL, repo_relative, write_json
+from bench.common import REPORTS, ROOT, TEXT_MODEL, repo_relative, step_parser, write_json
 
 TARGETS = {"gateway_throughput_ratio_c32": 5.0, "triton_dynamic_vs_serial": 2.5, "accuracy_delta_points": 0.5}
 ACCURACY_KEYS = ("test_onnx_optimized_fp32", "test_onnx_int8 (served on CPU)")
@@ -304,11 +303,9 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("bench/report"))
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    data = build(args.out, "python -m bench.report", args.quick)
+    args = step_parser(__doc__).parse_args(argv)
+    previous = _load(args.out / "report.json") or {}  # a rebuild measures nothing: the notes and the partial marker stay
+    data = build(args.out, "python -m bench.report", args.quick, previous_notes(args.out), steps=previous.get("steps"))
     for row in data["headline"]:
         print(f"{'MET ' if row['met'] else 'MISS' if row['met'] is False else '  - '} {row['target']}: {row['measured']}")
 

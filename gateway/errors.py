@@ -19,6 +19,15 @@ class ServiceError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
+class RequestTooLarge(StarletteHTTPException):
+    """An HTTPException, because FastAPI turns any other error raised while it reads the body into a 400."""
+
+    code = "request_too_large"
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is larger than {limit} bytes, the limit (EMOTUNE_MAX_REQUEST_BYTES)")
+
+
 def error_response(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
     body = {"error": code, "message": message}
     if details:
@@ -53,5 +62,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
-        code = "request_too_large" if exc.status_code == 413 else "http_error"
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, getattr(exc, "code", "http_error"), str(exc.detail))

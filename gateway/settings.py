@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     max_text_chars: int = 5000
     max_batch_texts: int = 64
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_request_bytes: int = Field(41 * 1024 * 1024, description="Whole request body, counted as it streams in (Content-Length "
-                                   "first), so an oversized upload is refused before it is spooled: room for /recommend's two files")
+    max_request_bytes: int | None = Field(None, description="Whole request body, counted as it streams in (Content-Length first), so an "
+                                          "oversized upload is refused before it is spooled; default: room for /recommend's two files "
+                                          "(2 × max_upload_bytes + 1 MiB)")
     max_audio_seconds: float = 60.0
     max_image_pixels: int = 40_000_000
     max_faces: int = Field(16, description="Faces classified per image at most (largest first)")
@@ -81,6 +82,11 @@ class Settings(BaseSettings):
         if self.models:
             return self.models
         return sorted(p.parent.name for p in self.model_repository.glob("*/config.pbtxt"))
+
+    @property
+    def request_body_limit(self) -> int:
+        """Derived from the upload limit unless set, so raising that limit does not leave the body cap behind."""
+        return self.max_request_bytes if self.max_request_bytes is not None else 2 * self.max_upload_bytes + 1024 * 1024
 
     @property
     def triton_grpc_url(self) -> str:

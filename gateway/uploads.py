@@ -3,19 +3,12 @@ per file, the served model."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request, UploadFile
+from fastapi import Request, UploadFile
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import ServiceError, error_response
+from gateway.errors import RequestTooLarge, ServiceError, error_response
 from gateway.model_info import ModelInfo
-
-
-class RequestTooLarge(HTTPException):
-    """An HTTPException, because FastAPI turns any other error raised while it reads the body into a 400."""
-
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is larger than {limit} bytes, the limit (EMOTUNE_MAX_REQUEST_BYTES)")
 
 
 class BodyLimit:
@@ -30,7 +23,8 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
-            return await error_response(413, "request_too_large", RequestTooLarge(self.limit).detail)(scope, receive, send)
+            error = RequestTooLarge(self.limit)
+            return await error_response(error.status_code, error.code, error.detail)(scope, receive, send)
         received = 0
 
         async def counted() -> Message:
