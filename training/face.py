@@ -249,8 +249,11 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
     else:
         model = build(cfg.variant)
         if cfg.init_from:
-            if run_variant_of(cfg.out_dir / cfg.init_from) != cfg.variant:
+            parent = json.loads((cfg.out_dir / cfg.init_from / "report.json").read_text())["config"]
+            if parent["variant"] != cfg.variant:
                 raise SystemExit(f"--init-from {cfg.init_from} is not a {cfg.variant} run")
+            if (parent["seed"], parent["limit"]) != (cfg.seed, cfg.limit):  # the same split keeps the parent's training images out of the holdout
+                raise SystemExit(f"--init-from {cfg.init_from} needs its split: --seed {parent['seed']}" + (f" --limit {parent['limit']}" if parent["limit"] else ""))
             model = load_run(cfg.out_dir / cfg.init_from)
         rows = subset(len(train.labels), cfg.limit, train.labels, cfg.seed)
         tr_local, ho_local = stratified_split(train.labels[rows], cfg.holdout, cfg.seed)

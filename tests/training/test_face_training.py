@@ -126,8 +126,8 @@ def test_smoke_train_compare_export(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_a_warm_restart_starts_from_its_parent_and_learns_from_its_teacher(shared_data, tmp_path):
-    """``init_from`` loads the parent's weights (with a zero learning rate the convolutions stay the parent's), and a
-    trained run can be the teacher; a subset run does not leave a teacher cache that a full run would read."""
+    """``init_from`` loads the parent's weights (with a zero learning rate they stay the parent's) and keeps the parent's
+    split; a trained run can be the teacher; a subset run does not leave a teacher cache that a full run would read."""
     runs, data = tmp_path / "runs", shared_data / "fer2013"
     small = dict(variant="resnet", data_dir=data, out_dir=runs, epochs=1, limit=200, val_limit=60)
     run_variant(FaceTrainConfig(**small, distill=0.0))
@@ -139,6 +139,8 @@ def test_a_warm_restart_starts_from_its_parent_and_learns_from_its_teacher(share
     assert not list(runs.glob("teacher_*.npy"))
     with pytest.raises(SystemExit, match="not a mobilenetv2 run"):
         run_variant(FaceTrainConfig(**{**small, "variant": "mobilenetv2"}, init_from="resnet", name="bad"))
+    with pytest.raises(SystemExit, match="needs its split: --seed 13 --limit 200"):  # another split's holdout holds the parent's training images
+        run_variant(FaceTrainConfig(**small, seed=5, init_from="resnet", name="bad"))
 
 
 def test_face_size_budget_is_what_the_other_models_leave(tmp_path):
