@@ -17,6 +17,9 @@ The recipe: images decoded by the gateway's own ``gateway.preprocessing.image`` 
 smoothing, optionally mixed with the fer mini-Xception's mirrored-average probabilities (distillation, ``DISTILL``);
 AdamW with linear warm-up and cosine decay; the shared ``training.loop.fit`` (best checkpoint by macro-F1 on a stratified 5%
 slice of train, with exact duplicates of the remaining train images removed from that slice).
+
+A second generation (``--init-from RUN --teacher RUN,RUN,... --name NAME``) restarts the schedule from a run's weights,
+on the same split, with the average of trained runs as the teacher instead of the mini-Xception.
 """
 
 from __future__ import annotations
