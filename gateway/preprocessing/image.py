@@ -10,7 +10,7 @@ The FER2013 images the model learns from are 48×48 8-bit grayscale crops of a f
 3. ``crop_face``: the detector's box grown by ``FACE_MARGIN`` (measured: the Haar box covers 83% (median) of a FER2013
    frame) to a square, edge-replicated past the image border, resized to 48×48.
 4. ``normalize``: uint8 → float32 ``(x / 255 - MEAN) / STD``, shape ``[N, 1, 48, 48]``. Training calls this same
-   function on the same decoded pixels (``tests/training/test_face_parity.py`` checks it).
+   function on the same decoded pixels (``tests/training/test_face_training.py::test_training_reads_fer_through_the_gateway_path`` checks it).
 
 ``detect=False`` skips 2–3 for clients that send an aligned face crop (like the FER2013 files): the whole image is
 squared (edge padding) and resized to 48×48.
