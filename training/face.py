@@ -14,7 +14,7 @@ Variants (``emotune train face --variant NAME``), each written to ``runs/face/<N
 
 The recipe: images decoded by the gateway's own ``gateway.preprocessing.image`` (cached as uint8 under
 ``runs/face/``); flip, rotation, scale, shift, brightness/contrast and random erasing; soft targets = label
-smoothing, optionally mixed with the fer mini-Xception's mirrored-average probabilities (distillation, ``DISTILL``);
+smoothing, optionally mixed with the fer mini-Xception's mirrored-average probabilities (distillation, ``distill``);
 AdamW with linear warm-up and cosine decay; the shared ``training.loop.fit`` (best checkpoint by macro-F1 on a stratified 5%
 slice of train, with exact duplicates of the remaining train images removed from that slice).
 
@@ -253,6 +253,8 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
         model = build(cfg.variant)
         if cfg.init_from:
             parent = json.loads((cfg.out_dir / cfg.init_from / "report.json").read_text())["config"]
+            if out == cfg.out_dir / cfg.init_from:
+                raise SystemExit(f"--init-from {cfg.init_from} would be overwritten: give this run another --name")
             if parent["variant"] != cfg.variant:
                 raise SystemExit(f"--init-from {cfg.init_from} is not a {cfg.variant} run")
             if (parent["seed"], parent["limit"]) != (cfg.seed, cfg.limit):  # the same split keeps the parent's training images out of the holdout

@@ -139,6 +139,8 @@ def test_a_warm_restart_starts_from_its_parent_and_learns_from_its_teacher(share
     assert not list(runs.glob("teacher_*.npy"))
     with pytest.raises(SystemExit, match="not a mobilenetv2 run"):
         run_variant(FaceTrainConfig(**{**small, "variant": "mobilenetv2"}, init_from="resnet", name="bad"))
+    with pytest.raises(SystemExit, match="would be overwritten"):
+        run_variant(FaceTrainConfig(**small, init_from="resnet"))
     with pytest.raises(SystemExit, match="needs its split: --seed 13 --limit 200"):  # another split's holdout holds the parent's training images
         run_variant(FaceTrainConfig(**small, seed=5, init_from="resnet", name="bad"))
 
