@@ -305,7 +305,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
 def main(argv: list[str] | None = None) -> None:
     args = step_parser(__doc__).parse_args(argv)
     previous = _load(args.out / "report.json") or {}  # a rebuild measures nothing: the notes and the partial marker stay
-    data = build(args.out, "python -m bench.report", args.quick, previous_notes(args.out), steps=previous.get("steps"))
+    data = build(args.out, "python -m bench.report", args.quick, list(previous.get("notes", [])), steps=previous.get("steps"))
     for row in data["headline"]:
         print(f"{'MET ' if row['met'] else 'MISS' if row['met'] is False else '  - '} {row['target']}: {row['measured']}")
 

@@ -143,10 +143,11 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
     variant_reports = {}
     for name, path in comparison["reports"].items():
         r = json.loads(Path(path).read_text())
+        config = r.get("config") or {}
         variant_reports[name] = {
             "command": r.get("command"), "parameters": r.get("parameters"), "train_seconds": r.get("seconds"),
-            "epochs": len(r.get("history") or []), "distill": (r.get("config") or {}).get("distill"),
-            **{k: (r.get("config") or {})[k] for k in ("init_from", "teacher") if (r.get("config") or {}).get(k)},
+            "epochs": len(r.get("history") or []), "distill": config.get("distill"),
+            **{k: config[k] for k in ("init_from", "teacher") if config.get(k)},
             "val_as_is_accuracy": r["val_as_is"]["accuracy"],
             "val_as_is_tta_accuracy": r["val_as_is_tta"]["accuracy"], "val_dedup_accuracy": r["val_dedup"]["accuracy"],
             "val_dedup_macro_f1": r["val_dedup"]["macro_f1"], "val_dedup_tta_accuracy": r["val_dedup_tta"]["accuracy"],
