@@ -295,6 +295,7 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
             max_grad_norm=5.0,
         )
         history = result.history
+        model = model.cpu()  # scored on CPU, as exported and served, whichever device trained it
 
     images = val.images[val_idx]
     probs = _probs(model, images, tta=False, channels_last=cfg.channels_last and cfg.variant != "mini_xception")
