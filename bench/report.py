@@ -1,7 +1,7 @@
 """The report: one ``report.json``, a markdown ``REPORT.md`` with the headline ratios and every table, and ``report.png``.
 
 It reads what the benchmarks wrote into the report folder (``triton.json``, ``gateway.json``, ``ceiling.json``,
-``tuning.json``; any may be missing) and the export's accuracy report (``model_repository/reports/text_emotion``).
+``tuning.json``; any may be missing) and the exports' accuracy reports (``model_repository/reports/<model>``).
 
     python -m bench.report [--out bench/report]
 """
@@ -12,10 +12,16 @@ import json
 import time
 from pathlib import Path
 
-from bench.common import REPORTS, ROOT, TEXT_MODEL, repo_relative, step_parser, write_json
+from bench.common import REPORTS, TEXT_MODEL, repo_relative, step_parser, write_json
 
 TARGETS = {"gateway_throughput_ratio_c32": 5.0, "triton_dynamic_vs_serial": 2.5, "accuracy_delta_points": 0.5}
-ACCURACY_KEYS = ("test_onnx_optimized_fp32", "test_onnx_int8 (served on CPU)")
+# Per model, as its export report names them: the split, the FP32 ONNX reference, then each optimized variant it serves.
+ACCURACY_KEYS = {
+    TEXT_MODEL: ("test", "test_onnx_fp32", ("test_onnx_optimized_fp32", "test_onnx_int8 (served on CPU)")),
+    "speech_emotion": ("test", "test_onnx_fp32", ("test_onnx_int8 (python flavour, CPU)", "test_onnx_fp16 (onnxruntime flavour, GPU)")),
+    "face_emotion": ("val_dedup", "onnx_fp32: val_dedup", ("onnx_fp32, FP16-stored weights (served on CPU): val_dedup",
+                                                           "onnx_fp16 (GPU flavour, run here on CPU): val_dedup")),
+}
 
 
 def _load(path: Path) -> dict | None:
@@ -23,24 +29,21 @@ def _load(path: Path) -> dict | None:
 
 
 def accuracy(reports: Path = REPORTS) -> dict | None:
-    """Accuracy of each exported variant vs the fp32 ONNX, from the export's own report."""
-    report = _load(reports / TEXT_MODEL / "report.json")
-    if not report or "test_onnx_fp32" not in report:
-        return None
-    ref = report["test_onnx_fp32"]["accuracy"]
-    rows = {"onnx_fp32": {"accuracy": ref, "delta_points": 0.0}}
-    if "test_pytorch_fp32" in report:
-        rows["pytorch_fp32"] = {"accuracy": report["test_pytorch_fp32"]["accuracy"],
-                                "delta_points": round(100 * (report["test_pytorch_fp32"]["accuracy"] - ref), 2)}
-    for key in ACCURACY_KEYS:
-        if key in report:
-            acc = report[key]["accuracy"]
-            rows[key.removeprefix("test_")] = {"accuracy": acc, "delta_points": round(100 * (acc - ref), 2)}
-    try:
-        source = str((reports / TEXT_MODEL / "report.json").resolve().relative_to(ROOT))
-    except ValueError:
-        source = str(reports / TEXT_MODEL / "report.json")
-    return {"source": source, "reference": "onnx_fp32", "rows": rows, "export_command": report.get("export_command")}
+    """Accuracy of each model's optimized variants vs its FP32 ONNX graph, from the exports' own reports."""
+    models = {}
+    for model, (split, ref_key, keys) in ACCURACY_KEYS.items():
+        path = reports / model / "report.json"
+        report = _load(path)
+        if not report or ref_key not in report:
+            continue
+        ref = report[ref_key]["accuracy"]
+        rows = {"onnx_fp32": {"accuracy": ref, "delta_points": 0.0}}
+        for key in keys:
+            if key in report:
+                acc = report[key]["accuracy"]
+                rows[key.removeprefix("test_").removesuffix(": val_dedup")] = {"accuracy": acc, "delta_points": round(100 * (acc - ref), 2)}
+        models[model] = {"source": repo_relative(str(path.resolve())), "split": split, "rows": rows, "export_command": report.get("export_command")}
+    return {"reference": "onnx_fp32", "models": models} if models else None
 
 
 def triton_bound(triton: dict | None, ceiling: dict | None) -> str | None:
@@ -79,12 +82,12 @@ def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> lis
                                  f"{s['serial_batch1_infer_per_s']}/s ({s.get('serial_batch1_variant', 'batching off')}, concurrency 1) "
                                  f"= {s['dynamic_vs_serial']}×",
                      "met": s["dynamic_vs_serial"] >= TARGETS["triton_dynamic_vs_serial"]})
-    if acc:
-        for name, r in acc["rows"].items():
-            if name in ("onnx_fp32", "pytorch_fp32"):
+    for model, m in (acc or {}).get("models", {}).items():
+        for name, r in m["rows"].items():
+            if name == "onnx_fp32":
                 continue
-            rows.append({"target": f"{name} accuracy within 0.5 points of fp32",
-                         "measured": f"{r['accuracy']:.4f} vs {acc['rows']['onnx_fp32']['accuracy']:.4f} ({r['delta_points']:+.2f} pt)",
+            rows.append({"target": f"{model} {name} accuracy within 0.5 points of fp32",
+                         "measured": f"{r['accuracy']:.4f} vs {m['rows']['onnx_fp32']['accuracy']:.4f} ({r['delta_points']:+.2f} pt)",
                          "met": abs(r["delta_points"]) <= TARGETS["accuracy_delta_points"]})
     return rows
 
@@ -194,9 +197,11 @@ def markdown(data: dict) -> str:
         if fd.get("choice"):
             md.append(f"\n{fd['choice']}\n")
     acc = data.get("accuracy")
-    if acc:
-        md.append(f"\n## Accuracy of the optimized variants (test split; from `{acc['source']}`)\n\n")
-        md.append(_table(["variant", "accuracy", "Δ vs onnx_fp32 (points)"], [[k, r["accuracy"], r["delta_points"]] for k, r in acc["rows"].items()]))
+    if acc and acc.get("models"):
+        md.append("\n## Accuracy of the optimized variants (from each model's export report)\n\n")
+        md.append(_table(["model", "split", "variant", "accuracy", "Δ vs onnx_fp32 (points)"],
+                         [[model, m["split"], k, r["accuracy"], r["delta_points"]] for model, m in acc["models"].items() for k, r in m["rows"].items()]))
+        md.append("\nSources: " + ", ".join(f"`{m['source']}`" for m in acc["models"].values()) + "\n")
     md.append("\n## Reproduce\n\n```bash\n" + "\n".join(data["commands"]) + "\n```\n")
     return "".join(md)
 

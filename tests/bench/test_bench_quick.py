@@ -93,3 +93,16 @@ def test_a_partial_run_keeps_the_notes_on_the_tables_it_leaves_alone(tmp_path):
     assert data["steps"] == ["face_detection"] and data["command"].endswith("--only face_detection")
     assert data["notes"][0] == "the triton tables come from the 03:41 run"
     assert "re-run" in data["notes"][-1]
+
+
+def test_accuracy_targets_cover_every_optimized_variant_each_model_serves():
+    """Read from the committed exports' reports: each model's served variants against its FP32 graph."""
+    from bench.report import ACCURACY_KEYS, accuracy, headline
+
+    acc = accuracy()
+    assert set(acc["models"]) == set(ACCURACY_KEYS)
+    for model, (_, _, keys) in ACCURACY_KEYS.items():
+        assert len(acc["models"][model]["rows"]) == 1 + len(keys), model
+    targets = [r["target"] for r in headline(None, None, acc)]
+    assert "face_emotion onnx_fp32, FP16-stored weights (served on CPU) accuracy within 0.5 points of fp32" in targets
+    assert sum(t.startswith("speech_emotion ") for t in targets) == 2
