@@ -45,7 +45,7 @@ def to_fp16(src: Path, dst: Path) -> Path:
 def store_weights_fp16(src: Path, dst: Path, min_elements: int = 16) -> Path:
     """FP32 graph whose weights are stored as FP16 and cast back once at load (ONNX Runtime folds the casts).
 
-    Half the file at the same FP32 compute and speed: the face model's CPU flavour, where the repository's size
+    Half the file at the same FP32 compute: the face model's CPU flavour, where the repository's size
     budget binds and the accuracy must stay the FP32 graph's.
     """
     import numpy as np

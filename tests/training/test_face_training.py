@@ -21,6 +21,7 @@ from training.face import (  # noqa: E402
     compare,
     face_size_budget_mb,
     load_fer_split,
+    load_run,
     run_variant,
     selection_check,
     train_duplicates,
@@ -82,6 +83,19 @@ def test_mobilenet_v2_loads_imagenet_weights():
     assert not torch.equal(model.backbone.features[0][0].weight, fresh.backbone.features[0][0].weight)
     with torch.inference_mode():
         assert model(torch.zeros(2, 1, 48, 48)).shape == (2, len(LABELS))
+
+
+def test_a_mobilenet_run_loads_at_the_resolution_it_trained_at(tmp_path):
+    """``--resolution`` is recorded in the run's config, so compare and export rebuild the network it trained."""
+    from training.face_models import MOBILENET_RESOLUTION, build
+
+    run = tmp_path / "mobilenetv2_80"
+    run.mkdir()
+    torch.save(build("mobilenetv2", pretrained=False, resolution=80).state_dict(), run / "model.pt")
+    (run / "report.json").write_text(json.dumps({"config": {"variant": "mobilenetv2", "resolution": 80}}))
+    assert load_run(run).resolution == 80
+    (run / "report.json").write_text(json.dumps({"config": {"variant": "mobilenetv2"}}))  # a run from before the option
+    assert load_run(run).resolution == MOBILENET_RESOLUTION
 
 
 @pytest.mark.parametrize("model", [FaceResNet(), MiniXception()], ids=["resnet", "mini_xception"])
