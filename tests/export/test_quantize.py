@@ -27,3 +27,21 @@ def test_fp16_stored_weights_halve_the_file_and_keep_the_answers(tmp_path):
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     feeds = {"image": x.numpy()}
     np.testing.assert_allclose(run(session(half), feeds), run(session(fp32), feeds), atol=1e-3)
+
+
+def test_onnx_runtime_folds_the_casts_at_load(tmp_path):
+    """The claim behind "same FP32 compute": after ONNX Runtime's load-time optimization no Cast is left to run."""
+    import onnxruntime as ort
+
+    from export.onnx import export_onnx
+    from export.quantize import store_weights_fp16
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 5), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(7)).eval()
+    x = torch.randn(2, 1, 12, 12)
+    net(x)
+    half = store_weights_fp16(export_onnx(net, {"image": x}, ["logits"], {"image": {0: "batch"}}, tmp_path / "fp32.onnx"), tmp_path / "half.onnx")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(half), options, providers=["CPUExecutionProvider"])
+    assert any(n.op_type == "Cast" for n in onnx.load(str(half)).graph.node)
+    assert not any(n.op_type == "Cast" for n in onnx.load(str(tmp_path / "loaded.onnx")).graph.node)
