@@ -37,6 +37,7 @@ class ModelSpec:
     warmup_dims: dict[str, list[int]] = field(default_factory=dict)  # concrete dims per input for warm-up
     trt_max_dims: dict[str, list[int]] = field(default_factory=dict)  # largest dims per input, for TensorRT profiles
     preprocessing: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)  # e.g. {"temperature": T}: how the gateway calibrates the model's probabilities
 
 
 def _tensor_block(kind: str, tensors: list[TensorSpec], ragged: bool = False) -> str:
@@ -113,6 +114,7 @@ def model_json(spec: ModelSpec) -> dict:
         "outputs": [asdict(t) for t in spec.outputs],
         "max_batch_size": spec.max_batch_size,
         "preprocessing": spec.preprocessing,
+        "calibration": spec.calibration,
     }
 
 
