@@ -22,9 +22,7 @@ async def gateway_client(url: str | None):
     from gateway.app import create_app
     from gateway.settings import get_settings
 
-    settings = get_settings()
-    settings.backend = "local"
-    app = create_app(settings)
+    app = create_app(get_settings().model_copy(update={"backend": "local"}))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emotune", timeout=60) as client:
             yield client

@@ -10,20 +10,19 @@ import argparse
 import asyncio
 import sys
 
-from gateway.errors import ServiceError
+from gateway.errors import EmotuneError
 from gateway.settings import get_settings
 
 
 async def _emotion_of(text: str, settings) -> dict:
     from gateway.inference import make_backend
     from gateway.model_info import load_models
-    from gateway.routes.text import MODEL, classify_texts, validate_texts
+    from gateway.services.emotion import TEXT_MODEL, EmotionService
 
-    validate_texts([text], settings.max_text_chars, 1)
-    models = load_models(settings.model_repository, [MODEL])
+    models = load_models(settings.model_repository, [TEXT_MODEL])
     backend = make_backend(settings)
     try:
-        return (await classify_texts([text], backend, models[MODEL]))[0]
+        return (await EmotionService(settings, backend, models).text([text], max_batch=1))[0]
     finally:
         await backend.close()
 
@@ -34,8 +33,7 @@ async def _run(args: argparse.Namespace) -> dict:
     settings = get_settings()
     detected = None
     if args.text:
-        settings.backend = "local"
-        detected = await _emotion_of(args.text, settings)
+        detected = await _emotion_of(args.text, settings.model_copy(update={"backend": "local"}))
     recommender = Recommender(settings)
     try:
         body = await recommender.recommend(detected["emotion"] if detected else args.emotion, limit=args.limit, strategy=args.strategy)
@@ -66,7 +64,7 @@ def run_recommend(args: argparse.Namespace) -> None:
         sys.exit("emotune recommend: give exactly one of --emotion or --text")
     try:
         body = asyncio.run(_run(args))
-    except ServiceError as exc:
+    except EmotuneError as exc:
         sys.exit(f"emotune recommend: {exc.message}")
     except FileNotFoundError as exc:  # no exported text model
         sys.exit(f"emotune recommend: {exc}")

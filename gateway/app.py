@@ -1,4 +1,5 @@
-"""The FastAPI application: settings, backend and model metadata built once at start-up; one router per domain."""
+"""The FastAPI application: settings, backend, model metadata and the services built once at start-up; one router
+per domain, each a thin adapter to a service kept on ``app.state``."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
 
-from gateway.errors import install_error_handlers
+from gateway.error_handlers import install_error_handlers
 from gateway.inference import make_backend
 from gateway.metrics import install_metrics
 from gateway.model_info import load_models
 from gateway.recommend.service import Recommender
-from gateway.routes import face, health, recommend, speech, text
+from gateway.routes import face, health, page, recommend, speech, text
+from gateway.services.emotion import EmotionService
+from gateway.services.multimodal import MultimodalRecommender
 from gateway.settings import Settings, get_settings
 from gateway.uploads import BodyLimit
 
@@ -26,6 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.models = load_models(settings.model_repository, settings.model_names)
         app.state.backend = make_backend(settings)
         app.state.recommender = Recommender(settings)
+        app.state.emotions = EmotionService(settings, app.state.backend, app.state.models)
+        app.state.multimodal = MultimodalRecommender(app.state.emotions, app.state.recommender, settings.fusion_weights)
+        await run_in_threadpool(app.state.emotions.warm_up)
         try:
             yield
         finally:
@@ -34,10 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Emotune", version="0.1.0", lifespan=lifespan,
                   description="Emotion detection from text, speech and faces, and music that fits.")
-    app.add_middleware(BodyLimit, limit=settings.request_body_limit)
+    app.add_middleware(BodyLimit, default=settings.request_body_limit, limits=settings.json_body_limits)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
     install_metrics(app, settings)
-    for module in (health, text, speech, face, recommend):
+    for module in (health, text, speech, face, recommend, page):
         app.include_router(module.router)
     return app

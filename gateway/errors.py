@@ -1,65 +1,92 @@
-"""One JSON error shape for every failure: ``{"error": code, "message": text, "details": [...]}``."""
+"""The kinds of failure a client is told about. Each kind fixes its HTTP status; the code names the problem.
+
+Plain Python (no FastAPI), so preprocessing and training can raise them; ``gateway.error_handlers`` turns every kind
+into the one JSON shape ``{"error": code, "message": text, "request_id": ...}``.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.inference import ModelUnavailable
-from gateway.preprocessing import InvalidInput
+class EmotuneError(Exception):
+    """A failure with a stable ``code``, a ``message`` for the client and, optionally, an ``internal`` detail that
+    goes to the log only (addresses, library messages)."""
 
+    status = 500
 
-class ServiceError(Exception):
-    """A client-facing error with its HTTP status and a stable code."""
-
-    def __init__(self, status: int, code: str, message: str, details: list | None = None):
+    def __init__(self, code: str, message: str, details: list | None = None, internal: str | None = None):
         super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or []
+        self.code, self.message, self.details, self.internal = code, message, details or [], internal
+
+    def with_prefix(self, prefix: str) -> EmotuneError:
+        """The same failure, its message prefixed with the input it came from (``/recommend``'s form fields)."""
+        if self.message.startswith(f"{prefix}:"):
+            return self
+        prefixed = type(self).__new__(type(self))
+        prefixed.__dict__.update(self.__dict__, message=f"{prefix}: {self.message}")
+        Exception.__init__(prefixed, prefixed.message)
+        return prefixed
 
 
-class RequestTooLarge(StarletteHTTPException):
-    """An HTTPException, because FastAPI turns any other error raised while it reads the body into a 400."""
+class BadRequest(EmotuneError):
+    """The request itself is malformed (empty file, invalid JSON)."""
 
-    code = "request_too_large"
-
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is larger than {limit} bytes, the limit (EMOTUNE_MAX_REQUEST_BYTES)")
+    status = 400
 
 
-def error_response(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
-    body = {"error": code, "message": message}
-    if details:
-        body["details"] = details
-    return JSONResponse(body, status_code=status)
+class Unauthorized(EmotuneError):
+    status = 401
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict]:
-    return [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e.get("msg", "")} for e in exc.errors()]
+class TooLarge(EmotuneError):
+    """Over a size limit: body, file, pixels, seconds, batch."""
+
+    status = 413
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def _service(_: Request, exc: ServiceError):
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+class UnsupportedMedia(EmotuneError):
+    """A content type or file format this service does not take."""
 
-    @app.exception_handler(InvalidInput)
-    async def _input(_: Request, exc: InvalidInput):
-        return error_response(exc.status, exc.code, exc.message)
+    status = 415
 
-    @app.exception_handler(ModelUnavailable)
-    async def _unavailable(_: Request, exc: ModelUnavailable):
-        return error_response(503, "model_unavailable", str(exc))
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError):
-        details = _validation_details(exc)
-        if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return error_response(400, "invalid_json", "the request body is not valid JSON", details)
-        summary = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details)
-        return error_response(422, "invalid_request", summary or "invalid request", details)
+class InvalidInput(EmotuneError):
+    """Well-formed, but the models cannot use it (no face, silent audio, an unknown emotion)."""
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, getattr(exc, "code", "http_error"), str(exc.detail))
+    status = 422
+
+
+class Overloaded(EmotuneError):
+    """Too many requests in flight, or a client over its rate limit; ``retry_after`` seconds go in ``Retry-After``."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str, retry_after: int = 1, **kwargs):
+        super().__init__(code, message, **kwargs)
+        self.retry_after = retry_after
+
+
+class Unavailable(EmotuneError):
+    """A dependency is down or missing: try again later, or elsewhere."""
+
+    status = 503
+
+
+class ModelNotServed(Unavailable):
+    def __init__(self, model: str):
+        super().__init__("model_unavailable", f"the {model} model is not served by this gateway (EMOTUNE_MODELS)")
+
+
+class ModelUnavailable(Unavailable):
+    """The backend is unreachable, the model is not ready, or the call ran past its deadline."""
+
+    def __init__(self, model: str, internal: str):
+        super().__init__("model_unavailable", f"the {model} model is unavailable right now; try again shortly", internal=internal)
+        self.model = model
+
+
+_KINDS_BY_STATUS = {k.status: k for k in (BadRequest, Unauthorized, TooLarge, UnsupportedMedia, InvalidInput, Overloaded, Unavailable)}
+
+
+def ServiceError(status: int, code: str, message: str, details: list | None = None) -> EmotuneError:  # noqa: N802
+    """Transitional: the kind for a status, for code written before the kinds existed (removed once callers move)."""
+    return _KINDS_BY_STATUS.get(status, EmotuneError)(code, message, details)

@@ -20,7 +20,7 @@ import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from fastapi import FastAPI
@@ -97,7 +97,7 @@ class observe_inference:  # noqa: N801 - used like a function: ``with observe_in
     def __init__(self, model: str, backend: str = "triton"):
         self.model, self.backend = model, backend
 
-    def __enter__(self) -> "observe_inference":
+    def __enter__(self) -> observe_inference:
         self._start = time.perf_counter()
         return self
 
@@ -228,7 +228,7 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -23,9 +23,10 @@ class ModelInfo:
     max_batch_size: int
     directory: Path
     preprocessing: dict = field(default_factory=dict)
+    temperature: float = 1.0  # fitted on validation data by the export (``calibration`` in model.json); 1 = as trained
 
     @classmethod
-    def load(cls, directory: Path) -> "ModelInfo":
+    def load(cls, directory: Path) -> ModelInfo:
         data = json.loads((directory / "model.json").read_text())
         return cls(
             name=data["name"],
@@ -35,6 +36,7 @@ class ModelInfo:
             max_batch_size=data["max_batch_size"],
             directory=directory,
             preprocessing=data.get("preprocessing", {}),
+            temperature=float(data.get("calibration", {}).get("temperature", 1.0)),
         )
 
     @property

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_request_bytes: int | None = Field(None, description="Whole request body, counted as it streams in (Content-Length first), so an "
                                           "oversized upload is refused before it is spooled; default: room for /recommend's two files "
                                           "(2 × max_upload_bytes + 1 MiB)")
+    max_json_request_bytes: int | None = Field(None, description="Body cap of the JSON routes (/text_emotion, /music_recommendation), "
+                                               "checked before parsing; default: room for the largest valid batch "
+                                               "(max_batch_texts × max_text_chars × 6 bytes per escaped character + 64 KiB)")
     max_audio_seconds: float = 60.0
     max_image_pixels: int = 40_000_000
     max_faces: int = Field(16, description="Faces classified per image at most (largest first)")
@@ -87,6 +90,11 @@ class Settings(BaseSettings):
     def request_body_limit(self) -> int:
         """Derived from the upload limit unless set, so raising that limit does not leave the body cap behind."""
         return self.max_request_bytes if self.max_request_bytes is not None else 2 * self.max_upload_bytes + 1024 * 1024
+
+    @property
+    def json_body_limits(self) -> dict[str, int]:
+        limit = self.max_json_request_bytes or self.max_batch_texts * self.max_text_chars * 6 + 64 * 1024
+        return {"/text_emotion": limit, "/music_recommendation": limit}
 
     @property
     def triton_grpc_url(self) -> str:

@@ -10,9 +10,9 @@ from typing import Protocol
 
 import numpy as np
 
+from gateway.errors import ModelUnavailable
 
-class ModelUnavailable(Exception):
-    """The backend is unreachable, the model is not ready, or the call ran past its deadline (→ HTTP 503)."""
+__all__ = ["InferenceBackend", "ModelUnavailable", "make_backend"]
 
 
 class InferenceBackend(Protocol):

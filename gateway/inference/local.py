@@ -28,7 +28,7 @@ class LocalBackend:
     async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         session = self.sessions.get(model)
         if session is None:
-            raise ModelUnavailable(f"model {model} is not loaded in the local backend")
+            raise ModelUnavailable(model, f"model {model} is not loaded in the local backend")
         with observe_inference(model, backend="local"):
             results = await asyncio.get_running_loop().run_in_executor(self._executor, session.run, outputs, inputs)
         return dict(zip(outputs, results))

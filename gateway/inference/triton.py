@@ -38,8 +38,8 @@ class TritonClient:
                                       client_timeout=self.timeout_s),
                     self.timeout_s + 1.0,
                 )
-        except (InferenceServerException, asyncio.TimeoutError) as exc:
-            raise ModelUnavailable(f"Triton at {self.url} could not run {model}: {_reason(exc)}") from exc
+        except (TimeoutError, InferenceServerException) as exc:
+            raise ModelUnavailable(model, f"Triton at {self.url} could not run {model}: {_reason(exc)}") from exc
         return {name: result.as_numpy(name) for name in outputs}
 
     async def ready(self, models: list[str]) -> dict[str, bool]:
@@ -48,10 +48,10 @@ class TritonClient:
                 # Liveness, not readiness: Triton's strict readiness turns false when any model is down,
                 # and we want to say which one.
                 if not await self.client.is_server_live():
-                    raise ModelUnavailable(f"Triton at {self.url} is not live")
+                    raise ModelUnavailable("Triton", f"Triton at {self.url} is not live")
                 return {m: bool(await self.client.is_model_ready(m)) for m in models}
         except (InferenceServerException, TimeoutError) as exc:
-            raise ModelUnavailable(f"Triton at {self.url} is unreachable: {_reason(exc)}") from exc
+            raise ModelUnavailable("Triton", f"Triton at {self.url} is unreachable: {_reason(exc)}") from exc
 
     async def close(self) -> None:
         if self._client is not None:

@@ -6,7 +6,7 @@ Pipeline (every step here, nothing in the callers):
    in memory with PyAV (FFmpeg's libraries ship inside the ``av`` wheel: no system codec package is needed) →
    float32 → mono (mean of the channels) → 16 kHz (soxr "HQ", the recipe that made the RAVDESS files) → leading
    and trailing silence trimmed (``librosa.effects.trim``, ``trim_top_db`` below the peak).
-   Bad input raises ``InvalidInput`` with a stable code (see ``ERRORS``).
+   Bad input raises an ``EmotuneError`` kind with a stable code (see ``ERRORS``).
 2. ``extract_speech_features``: frame-level features, one row per 10 ms hop → ``(frames, dim)`` float32.
    ``kind="designed"`` (the CNN+LSTM): 512-point STFT, MFCC 40, chroma 12, spectral contrast 7 (6 octave bands +
    valley), zero-crossing rate 1 (+ the optional ``extras``). ``kind="whisper_logmel"`` (the pretrained-encoder
@@ -39,19 +39,19 @@ import librosa.feature
 import numpy as np
 import soxr
 
-from gateway.preprocessing import InvalidInput
+from gateway.errors import BadRequest, EmotuneError, InvalidInput, TooLarge, UnsupportedMedia
 
-# error code → HTTP status; the message says what was wrong.
-ERRORS = {
-    "empty_file": 400,  # zero bytes uploaded
-    "file_too_large": 413,  # more than max_upload_bytes
-    "audio_too_long": 413,  # longer than max_audio_seconds
-    "not_audio": 415,  # not a media file, an image, or a container without an audio stream
-    "unsupported_codec": 415,  # audio, but in a format or codec this service does not decode
-    "corrupt_audio": 422,  # a known format that fails to decode, or is truncated
-    "empty_audio": 422,  # a valid file with no samples
-    "silent_audio": 422,  # nothing above the silence threshold
-    "audio_too_short": 422,  # less than min_sound_seconds of sound once silence is trimmed
+# error code → its kind (and so its HTTP status); the message says what was wrong.
+ERRORS: dict[str, type[EmotuneError]] = {
+    "empty_file": BadRequest,  # zero bytes uploaded
+    "file_too_large": TooLarge,  # more than max_upload_bytes
+    "audio_too_long": TooLarge,  # longer than max_audio_seconds
+    "not_audio": UnsupportedMedia,  # not a media file, an image, or a container without an audio stream
+    "unsupported_codec": UnsupportedMedia,  # audio, but in a format or codec this service does not decode
+    "corrupt_audio": InvalidInput,  # a known format that fails to decode, or is truncated
+    "empty_audio": InvalidInput,  # a valid file with no samples
+    "silent_audio": InvalidInput,  # nothing above the silence threshold
+    "audio_too_short": InvalidInput,  # less than min_sound_seconds of sound once silence is trimmed
 }
 
 # FFmpeg demuxer names accepted as audio containers (PyAV's ``container.format.name``).
@@ -65,8 +65,8 @@ SUPPORTED = "WAV, FLAC, MP3, OGG, M4A/MP4, WebM or AIFF"
 WHISPER_MELS, WHISPER_N_FFT = 80, 400
 
 
-def _fail(code: str, message: str) -> InvalidInput:
-    return InvalidInput(code, message, ERRORS[code])
+def _fail(code: str, message: str) -> EmotuneError:
+    return ERRORS[code](code, message)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class SpeechFeatureConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SpeechFeatureConfig":
+    def from_dict(cls, data: dict) -> SpeechFeatureConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         if "extras" in values:
@@ -190,7 +190,7 @@ def _to_mono_float(frame) -> np.ndarray:
 
 
 def _decode_raw(data: bytes, max_seconds: float) -> tuple[np.ndarray, int, str]:
-    """Bytes → (float32 mono at the file's rate, rate, format label). Raises ``InvalidInput``."""
+    """Bytes → (float32 mono at the file's rate, rate, format label). Raises an ``EmotuneError``."""
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except av.error.InvalidDataError:
@@ -224,7 +224,7 @@ def _decode_raw(data: bytes, max_seconds: float) -> tuple[np.ndarray, int, str]:
                 total += block.shape[0]
                 if total > (max_seconds + 0.5) * rate:
                     raise _fail("audio_too_long", f"the audio lasts more than {max_seconds:g} s, the limit")
-        except InvalidInput:
+        except EmotuneError:
             raise
         except av.error.DecoderNotFoundError:
             raise _fail("unsupported_codec", f"the {label} file uses an audio codec this service cannot decode; send {SUPPORTED}") from None
@@ -250,7 +250,7 @@ def read_audio(data: bytes, config: SpeechFeatureConfig | None = None, max_secon
                max_bytes: int | None = None) -> tuple[np.ndarray, str]:
     """Audio file bytes → untrimmed mono float32 at ``config.sample_rate`` and the format's name.
 
-    Raises ``InvalidInput`` (see ``ERRORS``) for bad input, the silence check included.
+    Raises an ``EmotuneError`` (see ``ERRORS``) for bad input, the silence check included.
     """
     config = config or SpeechFeatureConfig()
     if not data:
@@ -283,7 +283,7 @@ def trim_silence(samples: np.ndarray, config: SpeechFeatureConfig | None = None)
 
 def decode_audio(data: bytes, config: SpeechFeatureConfig | None = None, max_seconds: float = 60.0,
                  max_bytes: int | None = None) -> DecodedAudio:
-    """Audio file bytes → trimmed 16 kHz mono float32. Raises ``InvalidInput`` (see ``ERRORS``) for bad input."""
+    """Audio file bytes → trimmed 16 kHz mono float32. Raises an ``EmotuneError`` (see ``ERRORS``) for bad input."""
     config = config or SpeechFeatureConfig()
     samples, label = read_audio(data, config, max_seconds=max_seconds, max_bytes=max_bytes)
     trimmed, start = trim_silence(samples, config)
@@ -362,7 +362,7 @@ class FeatureStats:
     names: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, frames: np.ndarray, names: list[str]) -> "FeatureStats":
+    def fit(cls, frames: np.ndarray, names: list[str]) -> FeatureStats:
         frames = np.asarray(frames, dtype=np.float64)
         return cls(frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-6).astype(np.float32), list(names))
 
@@ -373,7 +373,7 @@ class FeatureStats:
         path.write_text(json.dumps({"names": self.names, "mean": self.mean.tolist(), "std": self.std.tolist()}, indent=1) + "\n")
 
     @classmethod
-    def from_json(cls, path: Path) -> "FeatureStats":
+    def from_json(cls, path: Path) -> FeatureStats:
         data = json.loads(Path(path).read_text())
         return cls(np.asarray(data["mean"], dtype=np.float32), np.asarray(data["std"], dtype=np.float32), data.get("names", []))
 

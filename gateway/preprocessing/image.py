@@ -3,10 +3,10 @@
 The FER2013 images the model learns from are 48×48 8-bit grayscale crops of a face. Serving reproduces them:
 
 1. ``decode_image``: JPEG / PNG / WebP bytes → an 8-bit grayscale array, EXIF orientation applied. Everything a
-   client can get wrong is an ``InvalidInput`` (a 4xx): empty, not an image, another format, truncated or corrupt,
+   client can get wrong is an ``EmotuneError`` (a 4xx): empty, not an image, another format, truncated or corrupt,
    too many bytes, too many pixels (decompression bombs are refused from the header, before any pixel is decoded).
 2. ``FaceDetector``: OpenCV's frontal-face Haar cascade (it ships inside the opencv-python-headless wheel), largest
-   face first. No face is ``InvalidInput("no_face", 422)``: the service never guesses on the whole frame.
+   face first. No face is ``InvalidInput("no_face")`` (422): the service never guesses on the whole frame.
 3. ``crop_face``: the detector's box grown by ``FACE_MARGIN`` (measured: the Haar box covers 83% (median) of a FER2013
    frame) to a square, edge-replicated past the image border, resized to 48×48.
 4. ``normalize``: uint8 → float32 ``(x / 255 - MEAN) / STD``, shape ``[N, 1, 48, 48]``. Training calls this same
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gateway.preprocessing import InvalidInput
+from gateway.errors import BadRequest, EmotuneError, InvalidInput, TooLarge, UnsupportedMedia
 
 SIZE = 48
 MEAN = 0.5
@@ -70,28 +70,28 @@ class FaceInputs:
 
 
 def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None) -> np.ndarray:
-    """JPEG/PNG/WebP bytes → uint8 grayscale ``[H, W]``, upright per EXIF; a 4xx ``InvalidInput`` for anything else."""
+    """JPEG/PNG/WebP bytes → uint8 grayscale ``[H, W]``, upright per EXIF; a 4xx ``EmotuneError`` for anything else."""
     if not data:
-        raise InvalidInput("empty_file", "the uploaded file is empty", 400)
+        raise BadRequest("empty_file", "the uploaded file is empty")
     if max_bytes is not None and len(data) > max_bytes:
-        raise InvalidInput("file_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}", 413)
+        raise TooLarge("file_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInput("image_too_large", f"the image has too many pixels: {exc}", 413) from exc
+        raise TooLarge("image_too_large", f"the image has too many pixels: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidInput("not_an_image", "the file is not an image PIL can read (send JPEG, PNG or WebP)", 415) from exc
+        raise UnsupportedMedia("not_an_image", "the file is not an image PIL can read (send JPEG, PNG or WebP)") from exc
     except Exception as exc:  # a malformed header can raise nearly anything inside a plugin
-        raise InvalidInput("corrupt_image", f"the image header cannot be read: {exc}", 422) from exc
+        raise InvalidInput("corrupt_image", f"the image header cannot be read: {exc}") from exc
     if image.format not in FORMATS:
-        raise InvalidInput("unsupported_image_format", f"{image.format} images are not accepted; send JPEG, PNG or WebP", 415)
+        raise UnsupportedMedia("unsupported_image_format", f"{image.format} images are not accepted; send JPEG, PNG or WebP")
     width, height = image.size
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise InvalidInput("invalid_dimensions", f"the image is {width}×{height}", 422)
+        raise InvalidInput("invalid_dimensions", f"the image is {width}×{height}")
     if width * height > max_pixels:
-        raise InvalidInput("image_too_large", f"the image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}", 413)
+        raise TooLarge("image_too_large", f"the image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -102,10 +102,10 @@ def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None) -> 
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, rgba)
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    except InvalidInput:
+    except EmotuneError:
         raise
     except Exception as exc:
-        raise InvalidInput("corrupt_image", f"the image data is truncated or corrupt: {exc}", 422) from exc
+        raise InvalidInput("corrupt_image", f"the image data is truncated or corrupt: {exc}") from exc
     return np.ascontiguousarray(gray)
 
 
@@ -223,6 +223,6 @@ def prepare_faces(data: bytes, detect: bool = True, max_faces: int = 16, max_pix
         return FaceInputs(normalize(whole_image(gray, size), mean, std), [Box(0, 0, width, height)], width, height, False)
     boxes = (detector or default_detector()).detect(gray)[:max_faces]
     if not boxes:
-        raise InvalidInput("no_face", "no face was found in the image; send a clearer frontal face, or an aligned face crop with detect=false", 422)
+        raise InvalidInput("no_face", "no face was found in the image; send a clearer frontal face, or an aligned face crop with detect=false")
     crops = np.stack([crop_face(gray, box, margin, size) for box in boxes])
     return FaceInputs(normalize(crops, mean, std), boxes, width, height, True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from functools import lru_cache
 
-from gateway.errors import ServiceError
+from gateway.errors import EmotuneError, InvalidInput
 from gateway.recommend.catalog import Catalog, load_catalog
 from gateway.recommend.moods import FEATURES, MOOD_TABLE, STRATEGIES, MoodTarget, UnknownEmotion, resolve_mood, valid_emotions
 from gateway.recommend.ranker import Filters, RankedTrack, Ranker
@@ -27,7 +27,7 @@ class Recommender:
     def _rank(self, mood: str, strategy: str, limit: int, filters: Filters, cap: int) -> tuple[RankedTrack, ...]:
         return tuple(self.ranker.rank(MOOD_TABLE[mood], strategy, limit, filters, cap))
 
-    # --- validation: every bad request becomes a ServiceError with a stable code ---------------------------------
+    # --- validation: every bad request becomes an InvalidInput with a stable code ---------------------------------
 
     @staticmethod
     def mood(emotion: str) -> MoodTarget:
@@ -35,7 +35,7 @@ class Recommender:
             return resolve_mood(emotion)
         except UnknownEmotion:
             valid = valid_emotions()
-            raise ServiceError(422, "unknown_emotion", f"unknown emotion {emotion!r}; valid emotions: {', '.join(valid)}",
+            raise InvalidInput("unknown_emotion", f"unknown emotion {emotion!r}; valid emotions: {', '.join(valid)}",
                                [{"valid_emotions": valid}]) from None
 
     def _limit(self, limit: int | None) -> int:
@@ -43,19 +43,19 @@ class Recommender:
         if limit is None:
             return min(self.settings.recommendation_limit, top)
         if not 1 <= limit <= top:
-            raise ServiceError(422, "invalid_limit", f"limit must be between 1 and {top}, got {limit}")
+            raise InvalidInput("invalid_limit", f"limit must be between 1 and {top}, got {limit}")
         return limit
 
     @staticmethod
     def _check(strategy: str, filters: Filters, max_per_artist: int | None) -> None:
         if strategy not in STRATEGIES:
-            raise ServiceError(422, "invalid_strategy", f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+            raise InvalidInput("invalid_strategy", f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if filters.year_min is not None and filters.year_max is not None and filters.year_min > filters.year_max:
-            raise ServiceError(422, "invalid_filters", f"year_min ({filters.year_min}) is after year_max ({filters.year_max})")
+            raise InvalidInput("invalid_filters", f"year_min ({filters.year_min}) is after year_max ({filters.year_max})")
         if filters.min_popularity is not None and not 0 <= filters.min_popularity <= 100:
-            raise ServiceError(422, "invalid_filters", "min_popularity must be between 0 and 100")
+            raise InvalidInput("invalid_filters", "min_popularity must be between 0 and 100")
         if max_per_artist is not None and max_per_artist < 1:
-            raise ServiceError(422, "invalid_max_per_artist", "max_per_artist must be at least 1")
+            raise InvalidInput("invalid_max_per_artist", "max_per_artist must be at least 1")
 
     # --- ranking ---------------------------------------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ async def attach_recommendations(recommender: Recommender | None, results: list[
     async def one(result: dict) -> None:
         try:
             body = await recommender.recommend(result["emotion"], limit=limit)
-        except ServiceError as exc:
+        except EmotuneError as exc:
             result["recommendations"], result["enrichment"] = [], {"status": "skipped", "reason": exc.code, "message": exc.message}
             return
         result["recommendations"], result["enrichment"] = body["recommendations"], body["enrichment"]

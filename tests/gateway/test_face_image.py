@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.preprocessing import InvalidInput
+from gateway.errors import EmotuneError
 from gateway.preprocessing.image import (
     MEAN,
     SIZE,
@@ -84,21 +84,21 @@ def test_transparent_png_is_composited_on_white():
 
 # ---------------------------------------------------------------- bad input
 def test_empty_file():
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         decode_image(b"", MAX_PIXELS)
     assert reason(exc) == ("empty_file", 400)
 
 
 @pytest.mark.parametrize("data", [b"hello, this is text, not an image", b"%PDF-1.4\n" + b"0" * 200, bytes(range(256)) * 4])
 def test_not_an_image(data):
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         decode_image(data, MAX_PIXELS)
     assert reason(exc) == ("not_an_image", 415)
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
 def test_other_image_formats_are_refused(fmt):
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         decode_image(encode(Image.merge("RGB", [gray_pattern()] * 3), fmt), MAX_PIXELS)
     assert reason(exc) == ("unsupported_image_format", 415)
 
@@ -107,7 +107,7 @@ def test_other_image_formats_are_refused(fmt):
 def test_truncated_image(fmt):
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8), "L")
     data = encode(noise, fmt)
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         decode_image(data[: len(data) // 2], MAX_PIXELS)
     assert exc.value.status == 422 and exc.value.code == "corrupt_image"
 
@@ -128,7 +128,7 @@ def png_bomb(width: int, height: int) -> bytes:
 def test_decompression_bomb_is_refused_from_the_header(side):
     data = png_bomb(side, side)
     assert len(data) < 200_000
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         decode_image(data, MAX_PIXELS)
     assert reason(exc) == ("image_too_large", 413)
 
@@ -136,14 +136,14 @@ def test_decompression_bomb_is_refused_from_the_header(side):
 def test_absurd_dimensions_within_the_pixel_limit_still_decode_or_refuse_cleanly():
     data = png_bomb(100_000, 2)  # 200,000 pixels: allowed, a strip with no face
     assert decode_image(data, MAX_PIXELS).shape == (2, 100_000)
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         prepare_faces(data, detect=True)
     assert reason(exc) == ("no_face", 422)
 
 
 def test_over_the_byte_limit():
     data = encode(gray_pattern(), "PNG")
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         decode_image(data, MAX_PIXELS, max_bytes=len(data) - 1)
     assert reason(exc) == ("file_too_large", 413)
 
@@ -180,13 +180,13 @@ def test_two_faces_largest_first(astronaut):
 
 @pytest.mark.parametrize("name", ["coffee.png", "chelsea.png"])
 def test_no_face_is_an_error_not_a_guess(name):
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         prepare_faces(skimage_image(name).read_bytes())
     assert reason(exc) == ("no_face", 422)
 
 
 def test_no_face_in_a_blank_image():
-    with pytest.raises(InvalidInput) as exc:
+    with pytest.raises(EmotuneError) as exc:
         prepare_faces(encode(Image.new("RGB", (640, 480), (200, 180, 160)), "JPEG"))
     assert exc.value.code == "no_face"
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gateway.preprocessing import InvalidInput
+from gateway.errors import EmotuneError
 from gateway.preprocessing.audio import (
     ERRORS,
     FeatureStats,
@@ -218,14 +218,14 @@ def test_espeak_speech_decodes():
 @pytest.mark.parametrize("name", list(bad_inputs(synthetic_speech()).keys()))
 def test_bad_input_raises_a_clear_code(name, speech):
     data, status, code = bad_inputs(speech)[name]
-    with pytest.raises(InvalidInput) as info:
+    with pytest.raises(EmotuneError) as info:
         decode_audio(data, max_seconds=60.0)
     assert (info.value.code, info.value.status) == (code, status), info.value.message
-    assert ERRORS[code] == status and info.value.message
+    assert ERRORS[code].status == status and info.value.message
 
 
 def test_upload_size_limit():
-    with pytest.raises(InvalidInput) as info:
+    with pytest.raises(EmotuneError) as info:
         decode_audio(b"RIFF" + b"\0" * 5000, max_bytes=1000)
     assert (info.value.code, info.value.status) == ("file_too_large", 413)
 

@@ -8,10 +8,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from gateway.errors import install_error_handlers
+from gateway.error_handlers import install_error_handlers
+from gateway.model_info import load_models
 from gateway.recommend.fusion import TO_COMMON
 from gateway.recommend.service import Recommender
 from gateway.routes import recommend as recommend_routes
+from gateway.services.emotion import EmotionService
+from gateway.services.multimodal import MultimodalRecommender
 from gateway.settings import PROJECT_ROOT
 
 TEXT_MODEL_DIR = PROJECT_ROOT / "model_repository" / "python" / "text_emotion"
@@ -23,6 +26,8 @@ def small_app(settings, recommender) -> FastAPI:
     install_error_handlers(app)
     app.include_router(recommend_routes.router)
     app.state.settings, app.state.models, app.state.backend, app.state.recommender = settings, {}, None, recommender
+    app.state.emotions = EmotionService(settings, None, {})
+    app.state.multimodal = MultimodalRecommender(app.state.emotions, recommender, settings.fusion_weights)
     return app
 
 
@@ -96,15 +101,26 @@ async def test_recommend_needs_some_input(client):
 
 async def test_recommend_without_the_text_model_says_so(client):
     response = await client.post("/recommend", data={"text": "what a lovely day"})
-    assert response.status_code == 422
-    assert response.json()["error"] == "modality_not_served" and response.json()["message"].startswith("text:")
+    assert response.status_code == 503  # a model not served is a 503 on every route
+    assert response.json()["error"] == "model_unavailable" and response.json()["message"].startswith("text:")
 
 
-async def test_recommend_names_the_field_a_modality_failed_on(client):
-    response = await client.post("/recommend", files={"audio": ("a.wav", b"RIFF0000WAVE", "audio/wav")})
-    assert response.status_code == 422 and response.json()["message"].startswith("audio:")
-    response = await client.post("/recommend", files={"image": ("f.jpg", b"\xff\xd8\xff", "image/jpeg")})
-    assert response.status_code == 422 and response.json()["message"].startswith("image:")
+async def test_recommend_names_the_field_a_modality_failed_on(make_settings, catalog, fake_spotify):
+    """The served models' metadata, no backend: bad files fail in preprocessing, before any inference."""
+    settings = make_settings(fake_spotify)
+    recommender = Recommender(settings, catalog=catalog)
+    app = small_app(settings, recommender)
+    models = load_models(TEXT_MODEL_DIR.parent, ["speech_emotion", "face_emotion"])
+    app.state.emotions = EmotionService(settings, None, models)
+    app.state.multimodal = MultimodalRecommender(app.state.emotions, recommender, settings.fusion_weights)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        response = await http.post("/recommend", files={"audio": ("a.wav", b"RIFF0000WAVE", "audio/wav")})
+        assert response.status_code == 422 and response.json()["message"].startswith("audio:"), response.text
+        response = await http.post("/recommend", files={"image": ("f.jpg", b"\xff\xd8\xff", "image/jpeg")})
+        assert response.status_code == 415 and response.json()["message"].startswith("image:"), response.text
+        response = await http.post("/recommend", data={"text": "a lovely day"})
+        assert response.status_code == 503 and response.json()["message"].startswith("text:"), response.text
+    await recommender.close()
 
 
 async def test_playlist_request_without_user_oauth_still_recommends(client):
@@ -146,4 +162,4 @@ def test_recommend_from_text_fuses_and_recommends(gateway):
     assert body["emotion"] == TO_COMMON[body["modalities"]["text"]["emotion"]]  # one modality: fusion keeps its answer
     assert body["fusion"]["weights"] == {"text": 1.0} and len(body["recommendations"]) == 6
     response = gateway.post("/recommend", data={"text": "hi"}, files={"audio": ("a.wav", b"RIFF....", "audio/wav")})
-    assert response.status_code in (415, 422) and response.json()["message"].startswith("audio:")
+    assert response.status_code == 503 and response.json()["message"].startswith("audio:")  # speech is not served here

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from gateway.errors import ServiceError
+from gateway.errors import EmotuneError, InvalidInput
 from gateway.recommend.ranker import Filters
 from gateway.recommend.service import Recommender
 
@@ -58,13 +58,13 @@ def test_limit_and_bad_input(recommender):
     assert len(recommender.tracks("joy", limit=1)[1]) == 1
     assert len(recommender.tracks("joy")[1]) == recommender.settings.recommendation_limit
     for limit in (0, recommender.settings.max_recommendation_limit + 1):
-        with pytest.raises(ServiceError) as err:
+        with pytest.raises(InvalidInput) as err:
             recommender.tracks("joy", limit=limit)
         assert err.value.status == 422 and err.value.code == "invalid_limit"
-    with pytest.raises(ServiceError) as err:
+    with pytest.raises(InvalidInput) as err:
         recommender.tracks("joy", filters=Filters(year_min=2019, year_max=2017))
     assert err.value.code == "invalid_filters"
-    with pytest.raises(ServiceError) as err:
+    with pytest.raises(InvalidInput) as err:
         recommender.tracks("hangry")
     assert err.value.status == 422 and "joy" in err.value.details[0]["valid_emotions"]
 

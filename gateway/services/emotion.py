@@ -1,0 +1,143 @@
+"""``EmotionService``: each modality's whole way from the client's input to the answer.
+
+validate → preprocess (``gateway.preprocessing``, the modules training used) → ``backend.infer`` (Triton or in
+process) → calibrate → labels. Built once in the app's lifespan; the routes, ``/recommend`` and the CLI call it.
+CPU-heavy preprocessing (audio decoding and features, image decoding and face crops) runs in a worker thread so the
+event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from gateway.errors import InvalidInput, ModelNotServed, TooLarge, Unavailable
+from gateway.inference import InferenceBackend
+from gateway.model_info import ModelInfo
+from gateway.postprocessing import calibrate, to_emotion
+from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
+from gateway.preprocessing.image import FaceInputs, prepare_faces
+from gateway.preprocessing.text import TextTokenizer, load_tokenizer
+from gateway.settings import Settings
+
+TEXT_MODEL, SPEECH_MODEL, FACE_MODEL = "text_emotion", "speech_emotion", "face_emotion"
+
+
+def validate_texts(texts: list[str], max_chars: int, max_batch: int) -> None:
+    """Every JSON string is answered or refused with a 4xx: empty, too long, or not encodable (a lone surrogate)."""
+    if not texts:
+        raise InvalidInput("empty_batch", "'texts' must hold at least one text")
+    if len(texts) > max_batch:
+        raise TooLarge("batch_too_large", f"at most {max_batch} texts per request, got {len(texts)}")
+    for i, text in enumerate(texts):
+        where = "text" if len(texts) == 1 else f"texts[{i}]"
+        if len(text) > max_chars:
+            raise TooLarge("text_too_long", f"{where} has {len(text)} characters; the limit is {max_chars}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput("invalid_text", f"{where} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at position {exc.start}; "
+                                               "send valid Unicode") from None
+        if not text.strip() or not any(c.isprintable() and not c.isspace() for c in text):
+            raise InvalidInput("empty_text", f"{where} is empty, whitespace or control characters only")
+
+
+@dataclass(frozen=True)
+class SpeechPreprocessing:
+    config: SpeechFeatureConfig
+    stats: FeatureStats
+
+
+class EmotionService:
+    """Text, speech and face emotion over one inference backend and the served models' metadata."""
+
+    def __init__(self, settings: Settings, backend: InferenceBackend, models: dict[str, ModelInfo]):
+        self.settings, self.backend, self.models = settings, backend, models
+
+    def model(self, name: str) -> ModelInfo:
+        info = self.models.get(name)
+        if info is None:
+            raise ModelNotServed(name)
+        return info
+
+    # --- text -----------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _tokenizer(self) -> TextTokenizer:
+        info = self.model(TEXT_MODEL)
+        pre = info.preprocessing
+        return load_tokenizer(info.directory, pre["tokenizer"], pre["max_length"], pre.get("pad_to_multiple", 1))
+
+    async def text(self, texts: list[str], max_batch: int | None = None) -> list[dict]:
+        """Emotion of each text. Texts are sorted by length and sent in chunks of the model's max batch size."""
+        validate_texts(texts, self.settings.max_text_chars, max_batch or self.settings.max_batch_texts)
+        info = self.model(TEXT_MODEL)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks = [order[i : i + info.max_batch_size] for i in range(0, len(order), info.max_batch_size)]
+        outputs = await asyncio.gather(
+            *(self.backend.infer(info.name, self._tokenizer.encode([texts[i] for i in chunk]), info.output_names) for chunk in chunks)
+        )
+        probabilities = np.empty((len(texts), len(info.labels)), dtype=np.float32)
+        for chunk, out in zip(chunks, outputs):
+            probabilities[chunk] = out[info.output_names[0]]
+        return [to_emotion(row, info.labels) for row in calibrate(probabilities, info.temperature)]
+
+    # --- speech ---------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _speech_preprocessing(self) -> SpeechPreprocessing:
+        info = self.model(SPEECH_MODEL)
+        pre = info.preprocessing
+        config = SpeechFeatureConfig.from_dict(dict(pre["features"]))
+        stats = FeatureStats.from_json(info.directory / pre["feature_stats"])
+        if config.dim != info.inputs[0].dims[-1] or stats.mean.shape[0] != config.dim:
+            raise Unavailable("model_misconfigured", f"{info.name}: its feature settings do not match its input")
+        return SpeechPreprocessing(config, stats)
+
+    def warm_up(self) -> None:
+        """Run the audio path once at start-up so the first request does not pay for librosa's lazy set-up."""
+        if SPEECH_MODEL in self.models:
+            warm_up(self._speech_preprocessing.config)
+
+    async def speech(self, data: bytes) -> dict:
+        """An audio file → the clip's emotion (mean of its 3-s windows) and, for longer clips, a per-window timeline."""
+        info = self.model(SPEECH_MODEL)
+        pre = self._speech_preprocessing
+        speech: SpeechInput = await run_in_threadpool(prepare_speech, data, pre.config, pre.stats, self.settings.max_audio_seconds,
+                                                      self.settings.max_upload_bytes)
+        arrays = {"features": speech.windows.astype(np.float32, copy=False), "lengths": speech.lengths}  # by input name
+        outputs = []
+        for start in range(0, len(speech.windows), info.max_batch_size):
+            batch = {t.name: np.ascontiguousarray(arrays[t.name][start : start + info.max_batch_size]) for t in info.inputs}
+            outputs.append((await self.backend.infer(info.name, batch, info.output_names))[info.output_names[0]])
+        probabilities = calibrate(np.concatenate(outputs), info.temperature)
+        answer = to_emotion(probabilities.mean(axis=0), info.labels)
+        answer["duration"] = round(speech.audio.duration_s, 3)
+        if len(probabilities) > 1:
+            answer["timeline"] = [
+                {"start": s, "end": e, **to_emotion(row, info.labels)} for s, e, row in zip(speech.starts_s, speech.ends_s, probabilities)
+            ]
+        return answer
+
+    # --- face -----------------------------------------------------------------------------------------------------
+
+    async def face(self, data: bytes, detect: bool = True) -> dict:
+        """A photo → every face's emotion with its box, largest first; the top level is the largest face's.
+        ``detect=False``: the image is already an aligned face crop."""
+        info = self.model(FACE_MODEL)
+        s = self.settings
+        faces: FaceInputs = await run_in_threadpool(prepare_faces, data, detect, s.max_faces, s.max_image_pixels, s.max_upload_bytes,
+                                                    info.preprocessing)
+        outputs = []
+        for start in range(0, len(faces.inputs), info.max_batch_size):
+            batch = np.ascontiguousarray(faces.inputs[start : start + info.max_batch_size], dtype=np.float32)
+            outputs.append((await self.backend.infer(info.name, {info.inputs[0].name: batch}, info.output_names))[info.output_names[0]])
+        probabilities = calibrate(np.concatenate(outputs), info.temperature)
+        per_face = [{"box": box.as_dict(), **to_emotion(row, info.labels)} for box, row in zip(faces.boxes, probabilities)]
+        largest = per_face[0]
+        return {"emotion": largest["emotion"], "confidence": largest["confidence"], "scores": largest["scores"], "faces": per_face,
+                "detected": faces.detected, "width": faces.width, "height": faces.height}
