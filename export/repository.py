@@ -1,9 +1,14 @@
 """Writes ``model_repository/<flavour>/<model>/`` from one description, in both flavours.
 
-- ``python``: a python-backend ``model.py`` runs the ``.onnx`` in ONNX Runtime (the tritonserver from the
-  nvidia-pytriton wheel has only that backend); the stub's environment is ``<flavour>/.python_env``, a link the
-  launcher makes to a venv with numpy<2.
+- ``python``: the ``onnxruntime_cpu`` backend (``export/triton_backends/onnxruntime_cpu/model.py``, a Python-based
+  Triton backend) runs the ``.onnx`` in ONNX Runtime: the tritonserver from the nvidia-pytriton wheel has only the
+  python backend. Each config carries every ONNX Runtime option as a parameter. The stub's environment is
+  ``<model>/.python_env``, inside the model folder: a link that the launcher makes in the repository it stages
+  for each start (never in this repository).
 - ``onnxruntime``: the official Triton image's native backend, on GPU, with TensorRT FP16.
+
+``python -m export.repository [MODEL ...]`` re-renders the configs and ``model.json`` of models already in the
+repository from what they hold now (after a change to the rendering), leaving every ``.onnx`` untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from gateway.inference.onnx_session import DISABLED_CPU_FUSIONS
 from gateway.model_info import TensorSpec
 
 FLAVOURS = ("python", "onnxruntime")
+CPU_BACKEND = "onnxruntime_cpu"
+BACKENDS_DIR = Path(__file__).with_name("triton_backends")  # <name>/model.py: Python-based backends the launcher installs
 PYTHON_ENV_LINK = ".python_env"
+PYTHON_ENV_PATH = f"$$TRITON_MODEL_DIRECTORY/{PYTHON_ENV_LINK}"  # EXECUTION_ENV_PATH of every python-backend model
 _TRITON_TYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8"}
 
 
@@ -33,6 +41,14 @@ class ModelSpec:
     cpu_instances: int = 1
     gpu_instances: int = 1
     intra_op_threads: int = 2
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "ORT_ENABLE_ALL"
+    disabled_optimizers: list[str] = field(default_factory=lambda: list(DISABLED_CPU_FUSIONS))
+    # Idle intra-op threads sleep instead of spinning: the cores are shared with the gateway and the stub, and spinning
+    # doubled the CPU per inference here (bench/report, tuning).
+    ort_session_config: dict[str, str] = field(
+        default_factory=lambda: {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"})
+    length_group_slack_tokens: int = 8  # rows whose lengths differ by at most this many tokens run in one group
     ragged_batching: bool = False  # python flavour: batch requests of different widths (model.py groups them by length)
     warmup_dims: dict[str, list[int]] = field(default_factory=dict)  # concrete dims per input for warm-up
     trt_max_dims: dict[str, list[int]] = field(default_factory=dict)  # largest dims per input, for TensorRT profiles
@@ -65,11 +81,30 @@ def _trt_profile(spec: ModelSpec, which: str) -> str:
     return ",".join(f"{t.name}:{'x'.join(map(str, dims(t)))}" for t in spec.inputs)
 
 
+def length_input(spec: ModelSpec) -> str:
+    """The input whose nonzero count is a row's real length (token models): the backend groups rows by it."""
+    return "attention_mask" if any(t.name == "attention_mask" for t in spec.inputs) else ""
+
+
+def backend_parameters(spec: ModelSpec) -> dict[str, str]:
+    """Every parameter the ``onnxruntime_cpu`` backend reads, in the order the config lists them."""
+    return {
+        "EXECUTION_ENV_PATH": PYTHON_ENV_PATH,
+        "intra_op_threads": str(spec.intra_op_threads),
+        "inter_op_threads": str(spec.inter_op_threads),
+        "graph_optimization_level": spec.graph_optimization_level,
+        "disabled_optimizers": ",".join(spec.disabled_optimizers),
+        **dict(sorted(spec.ort_session_config.items())),
+        "length_input": length_input(spec),
+        "length_group_slack_tokens": str(spec.length_group_slack_tokens),
+    }
+
+
 def render_config(spec: ModelSpec, flavour: str) -> str:
     """The ``config.pbtxt`` text for one flavour."""
     head = f'name: "{spec.name}"\n'
     if flavour == "python":
-        head += 'backend: "python"\n'
+        head += f'backend: "{CPU_BACKEND}"\n'
     else:
         head += 'platform: "onnxruntime_onnx"\n'
     text = head + f"max_batch_size: {spec.max_batch_size}\n"
@@ -83,9 +118,7 @@ def render_config(spec: ModelSpec, flavour: str) -> str:
     )
     if flavour == "python":
         text += f"instance_group [ {{ count: {spec.cpu_instances} kind: KIND_CPU }} ]\n"
-        text += f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "$$TRITON_MODEL_DIRECTORY/../{PYTHON_ENV_LINK}" }} }}\n'
-        text += f'parameters: {{ key: "intra_op_threads" value: {{ string_value: "{spec.intra_op_threads}" }} }}\n'
-        text += f'parameters: {{ key: "disabled_optimizers" value: {{ string_value: "{",".join(DISABLED_CPU_FUSIONS)}" }} }}\n'
+        text += "".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in backend_parameters(spec).items())
     else:
         text += f"instance_group [ {{ count: {spec.gpu_instances} kind: KIND_GPU }} ]\n"
         params = {
@@ -128,11 +161,75 @@ def write_model(repository: Path, spec: ModelSpec, onnx_by_flavour: dict[str, Pa
             shutil.rmtree(model_dir)
         version.mkdir(parents=True)
         shutil.copyfile(onnx_by_flavour[flavour], version / "model.onnx")
-        if flavour == "python":
-            shutil.copyfile(Path(__file__).with_name("triton_python_model.py"), version / "model.py")
-        (model_dir / "config.pbtxt").write_text(render_config(spec, flavour))
-        (model_dir / "model.json").write_text(json.dumps(model_json(spec), indent=2) + "\n")
+        write_description(model_dir, spec, flavour)
         for name, src in (files or {}).items():
             shutil.copyfile(src, model_dir / name)
         written.append(model_dir)
     return written
+
+
+def write_description(model_dir: Path, spec: ModelSpec, flavour: str) -> None:
+    """``config.pbtxt`` and ``model.json``: everything in a model folder but its model and data files."""
+    (model_dir / "config.pbtxt").write_text(render_config(spec, flavour))
+    (model_dir / "model.json").write_text(json.dumps(model_json(spec), indent=2) + "\n")
+
+
+def read_spec(repository: Path, name: str) -> ModelSpec:
+    """The description a model in the repository was written from, read back from its two configs and ``model.json``."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    def parse(flavour: str):
+        return text_format.Parse((repository / flavour / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+    cpu, gpu = parse("python"), parse("onnxruntime")
+    meta = json.loads((repository / "python" / name / "model.json").read_text())
+    params = {k: v.string_value for k, v in cpu.parameters.items()}
+    accelerator = {p: v for a in gpu.optimization.execution_accelerators.gpu_execution_accelerator for p, v in a.parameters.items()}
+    max_shapes = dict(item.split(":") for item in accelerator.get("trt_profile_max_shapes", "").split(",") if item)
+    defaults = ModelSpec(name, [], [], [])
+    return ModelSpec(
+        name=meta["name"], labels=meta["labels"],
+        inputs=[TensorSpec(**t) for t in meta["inputs"]], outputs=[TensorSpec(**t) for t in meta["outputs"]],
+        max_batch_size=cpu.max_batch_size,
+        preferred_batch_sizes=list(cpu.dynamic_batching.preferred_batch_size),
+        max_queue_delay_us=cpu.dynamic_batching.max_queue_delay_microseconds,
+        cpu_instances=cpu.instance_group[0].count, gpu_instances=gpu.instance_group[0].count,
+        intra_op_threads=int(params["intra_op_threads"]),
+        inter_op_threads=int(params.get("inter_op_threads", defaults.inter_op_threads)),
+        graph_optimization_level=params.get("graph_optimization_level", defaults.graph_optimization_level),
+        disabled_optimizers=[n for n in params.get("disabled_optimizers", "").split(",") if n],
+        ort_session_config={k: v for k, v in params.items() if k.startswith("session.")} or defaults.ort_session_config,
+        length_group_slack_tokens=int(params.get("length_group_slack_tokens", defaults.length_group_slack_tokens)),
+        ragged_batching=any(i.allow_ragged_batch for i in cpu.input),
+        warmup_dims={key: list(value.dims) for w in cpu.model_warmup[:1] for key, value in w.inputs.items()},
+        trt_max_dims={key: [int(d) for d in shape.split("x")[1:]] for key, shape in max_shapes.items()},
+        preprocessing=meta.get("preprocessing", {}),
+        calibration=meta.get("calibration", {}),
+    )
+
+
+def rerender(repository: Path, name: str) -> ModelSpec:
+    """Rewrite a served model's configs and ``model.json`` in both flavours from ``read_spec``; its files stay as they are."""
+    spec = read_spec(repository, name)
+    for flavour in FLAVOURS:
+        write_description(repository / flavour / name, spec, flavour)
+    return spec
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Re-render config.pbtxt and model.json of models in the repository (their .onnx untouched).")
+    p.add_argument("models", nargs="*", help="default: every model with both flavours")
+    p.add_argument("--repository", type=Path, default=Path("model_repository"))
+    args = p.parse_args(argv)
+    names = args.models or sorted(d.name for d in (args.repository / "python").iterdir()
+                                  if all((args.repository / f / d.name / "config.pbtxt").exists() for f in FLAVOURS))
+    for name in names:
+        rerender(args.repository, name)
+        print(f"re-rendered {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
-"""Every generated config parses as Triton's ModelConfig, in both flavours, and matches its model.json."""
+"""Every generated config parses as Triton's ModelConfig, in both flavours, and matches its model.json; the python
+flavour is served by the one ``onnxruntime_cpu`` backend, configured by parameters alone."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
+
+from export.repository import BACKENDS_DIR, CPU_BACKEND, FLAVOURS, read_spec, render_config
+
+REQUIRED = ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "disabled_optimizers", "length_input",
+            "length_group_slack_tokens", "session.intra_op.allow_spinning")
 
 ROOT = Path(__file__).resolve().parents[2] / "model_repository"
 CONFIGS = sorted(ROOT.glob("*/*/config.pbtxt"))
@@ -31,9 +37,10 @@ def test_config_is_a_valid_triton_model_config(path: Path):
     assert config.model_warmup
     assert (path.parent / "1" / "model.onnx").exists()
     if path.parents[1].name == "python":
-        assert config.backend == "python"
-        assert (path.parent / "1" / "model.py").exists()
-        assert "EXECUTION_ENV_PATH" in config.parameters
+        assert config.backend == CPU_BACKEND
+        assert not (path.parent / "1" / "model.py").exists(), "the backend's model.py serves every model: no copy in the folder"
+        assert config.parameters["EXECUTION_ENV_PATH"].string_value == "$$TRITON_MODEL_DIRECTORY/.python_env"  # inside the folder
+        assert set(REQUIRED) <= set(config.parameters)
     else:
         assert config.platform == "onnxruntime_onnx"
         assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
@@ -41,10 +48,39 @@ def test_config_is_a_valid_triton_model_config(path: Path):
         assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
 
 
+MODELS = sorted({p.parent.name for p in CONFIGS if (ROOT / "onnxruntime" / p.parent.name / "config.pbtxt").exists()
+                 and (ROOT / "python" / p.parent.name / "config.pbtxt").exists()})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_configs_render_back_from_what_the_repository_holds(name: str):
+    """read_spec + render_config reproduce each config byte for byte: rendering is deterministic and re-rendering
+    (``python -m export.repository``) changes nothing but what the rendering itself changes."""
+    spec = read_spec(ROOT, name)
+    for flavour in FLAVOURS:
+        assert render_config(spec, flavour) == (ROOT / flavour / name / "config.pbtxt").read_text(), flavour
+
+
+def test_the_backend_reads_every_parameter_the_configs_carry():
+    source = (BACKENDS_DIR / CPU_BACKEND / "model.py").read_text()
+    for key in REQUIRED[:-1]:
+        assert f'"{key}"' in source, key
+    assert 'startswith("session.")' in source
+
+
+def test_the_backend_is_package_data():
+    """pyproject's package-data glob ships the backend with the ``export`` package."""
+    import tomllib
+
+    globs = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["export"]
+    shipped = {p for g in globs for p in BACKENDS_DIR.parent.glob(g)}
+    assert BACKENDS_DIR / CPU_BACKEND / "model.py" in shipped
+
+
 def test_triton_loads_every_python_flavour_model(triton):
     import httpx
 
-    index = httpx.post(f"{triton.http_url}/v2/repository/index", json={}).json()
+    index = httpx.post(f"{triton.http_url}/v2/repository/index", json={}, headers=triton.control_headers).json()
     states = {m["name"]: m.get("state") for m in index}
     expected = {p.parent.name for p in CONFIGS if p.parents[1].name == "python"}
     assert {name for name, state in states.items() if state == "READY"} == expected

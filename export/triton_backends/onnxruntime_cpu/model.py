@@ -1,14 +1,24 @@
-"""Triton python-backend model: runs the ``model.onnx`` beside it in ONNX Runtime.
+"""The ``onnxruntime_cpu`` Triton backend: runs a model folder's ``1/model.onnx`` in ONNX Runtime on CPU.
 
-Copied by ``export.repository`` into ``<model>/1/model.py`` of the ``python`` flavour, for the tritonserver that the
-nvidia-pytriton wheel ships (python backend only). It parses its config in ``initialize`` and answers each batch of
-requests in ``execute`` with batched session runs, so Triton's dynamic batching turns into real batched inference.
+A Python-based backend (Triton's python_backend): the launcher (``emotune.triton_server``) puts this one file at
+``<backend-directory>/onnxruntime_cpu/model.py`` and every python-flavour model says ``backend: "onnxruntime_cpu"``,
+so one file serves every model and nothing is copied into the repository. The tritonserver that the
+nvidia-pytriton wheel ships has only the python backend; the GPU image serves the same ``.onnx`` natively.
 
-Token inputs (a model with an ``attention_mask`` input) are batched ragged: Triton's dynamic batcher only merges
-requests of equal shape and stops at the first request of another shape, so with texts of mixed widths it formed
-batches of 1.5 on average. With ``allow_ragged_batch`` on the inputs every queued request joins the batch, and
-here the rows are sorted by their real length (the mask) and run in groups of similar length, each cut to its own
-longest row: padding everything to the widest would waste most of the compute on short texts.
+Every ONNX Runtime option is a config parameter (``export.repository.render_config`` writes them all), so a
+benchmark variant edits its ``config.pbtxt``, never this file:
+
+- ``intra_op_threads``, ``inter_op_threads``, ``graph_optimization_level`` (an ``ort.GraphOptimizationLevel`` name),
+  ``disabled_optimizers`` (comma-separated; see gateway/inference/onnx_session.py);
+- every key starting with ``session.`` is an ONNX Runtime session config entry, passed as is
+  (``session.intra_op.allow_spinning``: idle threads sleep instead of spinning on the shared cores);
+- ``length_input`` and ``length_group_slack_tokens``: length-grouped runs (below); an empty ``length_input`` turns them off.
+
+Token inputs are batched ragged: Triton's dynamic batcher only merges requests of equal shape and stops at the
+first request of another shape, so with texts of mixed widths it formed batches of 1.5 on average. With
+``allow_ragged_batch`` every queued request joins the batch; here its rows are sorted by their real length (the
+nonzero count of ``length_input``) and run in groups of similar length, each cut to its own longest row: padding
+everything to the widest would waste most of the compute on short texts.
 """
 
 import json
@@ -18,30 +28,37 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+REQUIRED = ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "disabled_optimizers", "length_input",
+            "length_group_slack_tokens")
+
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        missing = [k for k in REQUIRED if k not in params]
+        if missing:
+            raise ValueError(f"{config['name']}: config.pbtxt lacks parameters {', '.join(missing)} (export.repository writes them)")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle intra-op threads sleep instead of spinning: the cores are shared with the gateway and the stub, and
-        # spinning doubled the CPU per inference here (bench/report, tuning).
-        options.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
+        options.intra_op_num_threads = int(params["intra_op_threads"])
+        options.inter_op_num_threads = int(params["inter_op_threads"])
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, params["graph_optimization_level"])
+        for key, value in sorted(params.items()):
+            if key.startswith("session."):
+                options.add_session_config_entry(key, value)
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        disabled = [name for name in params.get("disabled_optimizers", "").split(",") if name]  # see gateway/inference/onnx_session.py
+        disabled = [name for name in params["disabled_optimizers"].split(",") if name]
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         self.inputs = [(t["name"], pb_utils.triton_string_to_numpy(t["data_type"])) for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
-        names = [name for name, _ in self.inputs]
-        self.length_mask = "attention_mask" if "attention_mask" in names else None
-        self.group_slack = int(params.get("length_group_slack_tokens", "8"))
+        self.length_input = params["length_input"] or None
+        if self.length_input is not None and self.length_input not in {name for name, _ in self.inputs}:
+            raise ValueError(f"{config['name']}: length_input {self.length_input!r} is not an input")
+        self.group_slack = int(params["length_group_slack_tokens"])
 
     def execute(self, requests):
         try:
-            if self.length_mask is not None:
+            if self.length_input is not None:
                 results, sizes = self._run_length_grouped(requests)
             else:
                 feeds, sizes = self._gather(requests)
@@ -86,9 +103,9 @@ class TritonPythonModel:
         for request in requests:
             for name, dtype in self.inputs:
                 arrays[name].append(pb_utils.get_input_tensor_by_name(request, name).as_numpy().astype(dtype, copy=False))
-            sizes.append(arrays[self.length_mask][-1].shape[0])
+            sizes.append(arrays[self.length_input][-1].shape[0])
         rows = [(r, k) for r, size in enumerate(sizes) for k in range(size)]
-        masks = arrays[self.length_mask]
+        masks = arrays[self.length_input]
         lengths = np.array([max(1, int(np.count_nonzero(masks[r][k]))) for r, k in rows])
         order = np.argsort(lengths, kind="stable")
         outputs, start, n = None, 0, len(rows)
