@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,9 +62,8 @@ class Variant:
     intra_op_threads: int | None = None
     onnx: Path | None = None  # None: the shipped model.onnx
     ragged: bool | None = None  # allow_ragged_batch on the variable-width inputs: True adds it, False removes it, None keeps
-    session_config: dict[str, str] = field(default_factory=dict)  # ONNX Runtime session config entries, patched into model.py
-    model_py: Path | None = None  # another python-backend model.py (an experiment)
-    parameters: dict[str, str] = field(default_factory=dict)  # extra config parameters (read by model.py)
+    # config parameters the onnxruntime_cpu backend reads (ONNX Runtime options, "session.*" entries): set or replaced
+    parameters: dict[str, str] = field(default_factory=dict)
     concurrency: list[int] = field(default_factory=list)  # empty: the sweep's list
     source: str = TEXT_MODEL  # the served model this variant copies
 
@@ -93,26 +91,21 @@ def edit_config(text: str, v: Variant) -> str:
         text = re.sub(r"[ \t]*allow_ragged_batch: true", "", text)
     elif v.ragged and "allow_ragged_batch" not in text:
         text = re.sub(r"(\{ name: \"\w+\" data_type: \w+ dims: \[ -1 \])( \})", r"\1 allow_ragged_batch: true\2", text)
-    for key, value in v.parameters.items():
-        text = text.replace("model_warmup [", f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\nmodel_warmup [', 1)
     if v.instances is not None:
         text = re.sub(r"count: \d+ kind: KIND_CPU", f"count: {v.instances} kind: KIND_CPU", text)
-    if v.intra_op_threads is not None:
-        text = re.sub(r'(key: "intra_op_threads" value: \{ string_value: ")\d+(")', rf"\g<1>{v.intra_op_threads}\g<2>", text)
+    parameters = {**({"intra_op_threads": str(v.intra_op_threads)} if v.intra_op_threads is not None else {}), **v.parameters}
+    for key, value in parameters.items():
+        text = set_parameter(text, key, value)
     return text
 
 
-SESSION_ANCHOR = "options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
-
-
-def patch_model_py(path: Path, entries: dict[str, str]) -> None:
-    """An experiment only: add ONNX Runtime session config entries to the copied python-backend model.py."""
-    text = path.read_text()
-    if SESSION_ANCHOR not in text:
-        raise ValueError(f"{path}: cannot find where to add session options")
-    indent = text.split(SESSION_ANCHOR)[0].rsplit("\n", 1)[1]
-    lines = "".join(f"{indent}options.add_session_config_entry({k!r}, {v!r})\n" for k, v in entries.items())
-    path.write_text(text.replace(SESSION_ANCHOR, SESSION_ANCHOR + lines, 1))
+def set_parameter(text: str, key: str, value: str) -> str:
+    """A config's ``parameters`` entry ``key`` set to ``value``: replaced where the config has it, else added."""
+    line = f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+    pattern = re.compile(rf'^parameters: \{{ key: "{re.escape(key)}" value: \{{ string_value: ".*" \}} \}}\n', re.M)
+    if pattern.search(text):
+        return pattern.sub(lambda _: line, text, count=1)
+    return text.replace("model_warmup [", line + "model_warmup [", 1) if "model_warmup [" in text else text + line
 
 
 def build_repository(work: Path, variants: list[Variant], source: Path = REPOSITORY) -> Path:
@@ -122,10 +115,6 @@ def build_repository(work: Path, variants: list[Variant], source: Path = REPOSIT
     for v in variants:
         folder = link_model_copy(source / v.source, repo / v.name, v.onnx)
         (folder / "config.pbtxt").write_text(edit_config((source / v.source / "config.pbtxt").read_text(), v))
-        if v.model_py is not None:
-            shutil.copyfile(v.model_py, folder / "1" / "model.py")
-        if v.session_config:
-            patch_model_py(folder / "1" / "model.py", v.session_config)
     return repo
 
 
@@ -286,7 +275,8 @@ def run_point(server, model: str, data: Path, concurrency: int, work: Path, quic
     point = {
         "model": model, "concurrency": concurrency, "throughput_infer_per_s": round(float(row["Inferences/Second"]), 1),
         "p50_ms": us("p50 latency"), "p95_ms": us("p95 latency"), "p99_ms": us("p99 latency"),
-        "server_queue_ms": us("Server Queue"), "server_compute_ms": us("Server Compute Infer"), "wall_s": round(elapsed, 1), "unstable_retry": unstable,
+        "server_queue_ms": us("Server Queue"), "server_compute_ms": us("Server Compute Infer"), "wall_s": round(elapsed, 1),
+        "unstable_retry": unstable,
         **stats_delta(before, after),
     }
     # CPU the server spent (gRPC, batcher, python-backend stub, ONNX Runtime) per inference it ran over the point

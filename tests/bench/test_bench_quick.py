@@ -40,11 +40,13 @@ def test_variant_configs_are_valid_and_change_one_thing():
     assert same == shipped
 
 
-def test_variant_repository_links_the_model_and_patches_session_options(tmp_path: Path):
-    repo = build_repository(tmp_path, [Variant("nospin", "", session_config={"session.intra_op.allow_spinning": "0"})])
-    assert (repo / "nospin" / "1" / "model.onnx").resolve() == (REPOSITORY / TEXT_MODEL / "1" / "model.onnx").resolve()
-    assert "add_session_config_entry('session.intra_op.allow_spinning', '0')" in (repo / "nospin" / "1" / "model.py").read_text()
-    assert (repo / "nospin" / "model.json").exists() and (repo / "nospin" / "tokenizer.json").exists()
+def test_variant_repository_links_the_model_and_sets_session_options_in_the_config(tmp_path: Path):
+    repo = build_repository(tmp_path, [Variant("spin", "", parameters={"session.intra_op.allow_spinning": "1", "session.x": "y"})])
+    assert (repo / "spin" / "1" / "model.onnx").resolve() == (REPOSITORY / TEXT_MODEL / "1" / "model.onnx").resolve()
+    params = _parse((repo / "spin" / "config.pbtxt").read_text()).parameters
+    assert params["session.intra_op.allow_spinning"].string_value == "1" and params["session.x"].string_value == "y"
+    assert not (repo / "spin" / "1" / "model.py").exists()
+    assert (repo / "spin" / "model.json").exists() and (repo / "spin" / "tokenizer.json").exists()
 
 
 def test_quick_bench_writes_a_full_report(tmp_path: Path):

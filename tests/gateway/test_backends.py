@@ -50,7 +50,7 @@ def test_model_not_ready_gives_503(tmp_path):
     from emotune.triton_server import TritonServer
 
     server = TritonServer(REPOSITORY, ["text_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          log_file=tmp_path / "triton.log")
+                          log_file=tmp_path / "triton.log", model_control=True)  # explicit mode, so the test may unload
     with server:
         server.wait_ready(timeout=300)
         process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(server.grpc_port),
@@ -58,7 +58,7 @@ def test_model_not_ready_gives_503(tmp_path):
                                      tmp_path / "gw.log")
         try:
             assert httpx.post(f"{url}/text_emotion", json={"text": "hello"}, timeout=30).status_code == 200
-            assert httpx.post(f"{server.http_url}/v2/repository/models/text_emotion/unload", timeout=30).status_code == 200
+            assert httpx.post(f"{server.http_url}/v2/repository/models/text_emotion/unload", headers=server.control_headers, timeout=30).status_code == 200
             r = httpx.post(f"{url}/text_emotion", json={"text": "hello"}, timeout=30)
             assert r.status_code == 503 and r.json()["error"] == "model_unavailable", r.text
             ready = httpx.get(f"{url}/readyz", timeout=30)
