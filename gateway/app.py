@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from gateway.access import AccessControl
 from gateway.error_handlers import install_error_handlers
 from gateway.inference import make_backend
-from gateway.metrics import install_metrics
+from gateway.metrics import REQUEST_ID_HEADER, install_metrics
 from gateway.model_info import load_models
 from gateway.recommend.service import Recommender
 from gateway.routes import face, health, page, recommend, speech, text
@@ -41,8 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Emotune", version="0.1.0", lifespan=lifespan,
                   description="Emotion detection from text, speech and faces, and music that fits.")
-    app.add_middleware(BodyLimit, default=settings.request_body_limit, limits=settings.json_body_limits)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    # Outermost last: metrics and request ids (install_metrics) → CORS → keys, rate limits, admission → body caps → routes.
+    app.add_middleware(BodyLimit, default=settings.request_body_limit, limits=settings.json_body_limits, timeout_s=settings.body_timeout_s)
+    app.add_middleware(AccessControl, settings=settings)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER], expose_headers=[REQUEST_ID_HEADER, "Retry-After"])
     install_error_handlers(app)
     install_metrics(app, settings)
     for module in (health, text, speech, face, recommend, page):

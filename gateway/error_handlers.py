@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import EmotuneError, Overloaded, TooLarge
+from gateway.errors import EmotuneError, TooLarge
 from gateway.metrics import current_request_id
 
 log = logging.getLogger("gateway.errors")
@@ -23,6 +23,13 @@ class RequestTooLarge(StarletteHTTPException):
 
     def __init__(self, limit: int):
         super().__init__(TooLarge.status, f"the request body is larger than {limit} bytes, this route's limit")
+
+
+class RequestTimeout(StarletteHTTPException):
+    code = "request_timeout"
+
+    def __init__(self, seconds: float):
+        super().__init__(408, f"the request body stalled: no data for {seconds:g} s (EMOTUNE_BODY_TIMEOUT_S)")
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None, headers: dict | None = None) -> JSONResponse:
@@ -38,8 +45,7 @@ def error_response(status: int, code: str, message: str, details: list | None = 
 def response_for(exc: EmotuneError) -> JSONResponse:
     if exc.internal:
         log.warning("%s (%s): %s", exc.code, current_request_id() or "-", exc.internal)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
-    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers())
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict]:

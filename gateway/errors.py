@@ -17,6 +17,9 @@ class EmotuneError(Exception):
         super().__init__(message)
         self.code, self.message, self.details, self.internal = code, message, details or [], internal
 
+    def headers(self) -> dict[str, str] | None:
+        return None
+
     def with_prefix(self, prefix: str) -> EmotuneError:
         """The same failure, its message prefixed with the input it came from (``/recommend``'s form fields)."""
         if self.message.startswith(f"{prefix}:"):
@@ -35,6 +38,9 @@ class BadRequest(EmotuneError):
 
 class Unauthorized(EmotuneError):
     status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class TooLarge(EmotuneError):
@@ -63,6 +69,9 @@ class Overloaded(EmotuneError):
     def __init__(self, code: str, message: str, retry_after: int = 1, **kwargs):
         super().__init__(code, message, **kwargs)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Unavailable(EmotuneError):

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_timeout_s: float = Field(5.0, description="Deadline of one inference call; past it the gateway answers 503")
+    text_coalesce: bool = Field(True, description="Concurrent /text_emotion requests share inference calls (gateway/services/text_batcher.py)")
+    text_coalesce_in_flight: int = Field(2, ge=1, description="Text calls in flight at once; requests arriving meanwhile join the next call")
+    text_coalesce_max_tokens: int | None = Field(None, description="Real tokens per coalesced call at most; default: max batch × max length")
     triton_ready_timeout_s: float = Field(300.0, description="How long `emotune triton` waits for every model to be READY")
     local_threads: int = Field(2, description="ONNX Runtime intra-op threads for the in-process backend")
 
@@ -34,7 +37,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    cors_origins: list[str] = Field(["*"], description="Allowed CORS origins; the original design allowed all")
+    cors_origins: list[str] = Field([], description="Origins whose pages may call the API from a browser (JSON list); empty = same "
+                                                    "origin only (the gateway's own page). Never '*' with API keys on")
+
+    # Admission, slow clients, shutdown (TEI-style: refuse fast rather than queue without bound).
+    max_concurrent_requests: int = Field(256, ge=1, description="Requests in flight at most; beyond it 429 overloaded with Retry-After "
+                                                                "(health, readiness and metrics are never refused)")
+    max_connections: int = Field(1024, ge=1, description="Open connections at most (uvicorn's limit_concurrency; beyond it 503)")
+    header_timeout_s: float = Field(10.0, gt=0, description="A request line and headers must arrive within this; else the connection closes")
+    max_header_bytes: int = Field(64 * 1024, description="Request line and headers at most; beyond it 431")
+    body_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the next chunk of a request body; past it 408")
+    keep_alive_timeout_s: int = Field(5, description="Idle keep-alive connections close after this")
+    graceful_shutdown_s: int = Field(20, description="On SIGTERM: stop accepting, give in-flight requests this long, then stop")
+
+    # Access: API keys and rate limits.
+    api_keys: list[str] = Field([], description="Bearer keys (JSON list); empty = open. When set, every route but /healthz, /readyz, "
+                                                "/metrics and the page's static files needs `Authorization: Bearer <key>`")
+    rate_limit: str | None = Field(None, description="Per key (or per client address when open), in the `limits` notation, "
+                                                     "e.g. '20/second;600/minute'; empty = none")
+    rate_limit_storage: str = Field("memory://", description="memory:// (per process) or redis://host:port/db (shared by replicas)")
 
     # Request limits.
     max_text_chars: int = 5000
@@ -79,6 +100,12 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_json: bool = Field(False, description="JSON log lines (one access line per request, with its request id) instead of uvicorn's text logs")
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_keys(self):
+        if self.api_keys and "*" in self.cors_origins:
+            raise ValueError("EMOTUNE_CORS_ORIGINS may not be '*' when EMOTUNE_API_KEYS is set: list the origins that may call")
+        return self
 
     @property
     def model_names(self) -> list[str]:

@@ -3,21 +3,23 @@ upload routes (speech, face, recommend) share."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request, UploadFile
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.error_handlers import RequestTooLarge, error_response
+from gateway.error_handlers import RequestTimeout, RequestTooLarge, error_response
 from gateway.errors import TooLarge, UnsupportedMedia
 
 
 class BodyLimit:
     """Refuses a body over its route's limit before it is parsed or spooled: at once when Content-Length says so,
     else as soon as the streamed bytes pass the limit. ``limits`` maps a path to its cap (JSON routes are small);
-    every other path gets ``default``."""
+    every other path gets ``default``. A body that stalls for ``timeout_s`` between chunks gets a 408."""
 
-    def __init__(self, app: ASGIApp, default: int, limits: dict[str, int] | None = None):
-        self.app, self.default, self.limits = app, default, limits or {}
+    def __init__(self, app: ASGIApp, default: int, limits: dict[str, int] | None = None, timeout_s: float = 30.0):
+        self.app, self.default, self.limits, self.timeout_s = app, default, limits or {}, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,12 +29,18 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > limit:
             error = RequestTooLarge(limit)
             return await error_response(error.status_code, error.code, error.detail)(scope, receive, send)
-        received = 0
+        received, complete = 0, False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: the app listens for a disconnect, which may come at any time
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise RequestTimeout(self.timeout_s) from None
             received += len(message.get("body", b""))
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             if received > limit:
                 raise RequestTooLarge(limit)
             return message
