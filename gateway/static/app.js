@@ -297,7 +297,7 @@ function drawBoxes(container, answer) {
   container.replaceChildren(...(answer ? answer.faces : []).map((face, i) => {
     const b = face.box;
     return el("div", {
-      class: "box",
+      class: (b.x + b.width / 2) / answer.width > 0.6 ? "box right" : "box", // labels of faces near the right edge open leftwards
       style: { left: percent(b.x / answer.width), top: percent(b.y / answer.height),
         width: percent(b.width / answer.width), height: percent(b.height / answer.height) },
     }, el("span", { class: "box-label", text: `${answer.faces.length > 1 ? `${i + 1} · ` : ""}${face.emotion} ${percent(face.confidence)}` }));

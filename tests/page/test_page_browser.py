@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPOSITORY, free_port, start_gateway, stop_gateway
@@ -264,4 +265,36 @@ def test_spotify_details_playlist_and_downloads(make_browser, spotify_gateway, s
     m3u = next(downloads.glob("*.m3u")).read_text()
     assert m3u.startswith("#EXTM3U") and "#EXTINF:200," in m3u  # the fake's duration_ms 200000
     screenshot(driver, "spotify", "page-spotify.png")
+    assert _page_errors(driver) == []
+
+
+def test_uploads_two_faces_and_too_long_audio(make_browser, gateway_url, shared_data, screenshot, tmp_path):
+    """Uploaded files take the same paths: every face of a photo gets its box and label; an over-long recording is a
+    sentence naming the limit."""
+    import soundfile as sf
+    from PIL import Image
+
+    face = Image.open(shared_data / "samples" / "surprised.jpg").convert("RGB")
+    pair = Image.new("RGB", (face.width * 2, face.height), "white")
+    pair.paste(face, (0, 0))
+    pair.paste(face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (face.width, 0))
+    pair.save(tmp_path / "two.jpg", quality=90)
+    clip, rate = sf.read(shared_data / "ravdess" / "Actor_01" / "03-01-03-02-01-01-01.flac", dtype="float32")
+    sf.write(tmp_path / "voice.wav", clip, rate)
+    sf.write(tmp_path / "long.wav", np.tile(clip, int(70 * rate / len(clip)) + 1), rate)
+
+    driver = make_browser()
+    _open(driver, gateway_url)
+    driver.find_element("id", "image-file").send_keys(str(tmp_path / "two.jpg"))
+    _wait(driver, lambda d: len(d.find_elements("css selector", "#face-boxes .box")) == 2, what="two face boxes")
+    labels = [e.text for e in driver.find_elements("css selector", "#face-boxes .box-label")]
+    assert labels[0].startswith("1 · ") and labels[1].startswith("2 · ")
+    assert len(driver.find_elements("css selector", "#face-result .faces > li")) == 2
+    driver.find_element("id", "audio-file").send_keys(str(tmp_path / "voice.wav"))
+    _wait(driver, lambda d: _text(d, "#voice-result .emotion"), what="the uploaded clip's emotion")
+    screenshot(driver, "uploads")
+
+    driver.find_element("id", "audio-file").send_keys(str(tmp_path / "long.wav"))
+    _wait(driver, lambda d: _text(d, "#voice-card .error"), what="the too-long message")
+    assert "too long" in _text(driver, "#voice-card .error") and "60" in _text(driver, "#voice-card .error")
     assert _page_errors(driver) == []
