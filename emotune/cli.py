@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,51 +38,58 @@ def _export(args: argparse.Namespace) -> None:
 def _triton(args: argparse.Namespace) -> None:
     from emotune.triton_server import TritonServer
 
-    settings = _apply_ports(args)
+    settings = _settings(args)
     with TritonServer.from_settings(settings) as server:
         server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
-        print(f"Triton ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}", flush=True)
+        print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url} (health and statistics only)  metrics {server.metrics_url}",
+              flush=True)
         server.wait()
 
 
-def _apply_ports(args: argparse.Namespace):
+SERVER_OPTIONS = ("host", "port", "triton_http_port", "triton_grpc_port", "triton_metrics_port", "backend", "model_repository")
+
+
+def _settings(args: argparse.Namespace, **fixed):
+    """The settings with this command line's values, as a copy (the cached settings object is never changed).
+
+    The same values go into the environment as ``EMOTUNE_*`` variables, where the gateway app that uvicorn builds
+    (and each of its worker processes) reads its settings."""
     from gateway.settings import get_settings
 
-    settings = get_settings()
-    for name in ("host", "port", "triton_http_port", "triton_grpc_port", "triton_metrics_port", "backend", "model_repository"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(settings, name, value)
-    return settings
+    overrides = {name: value for name in SERVER_OPTIONS if (value := getattr(args, name, None)) is not None} | fixed
+    os.environ.update({f"EMOTUNE_{name.upper()}": str(value) for name, value in overrides.items()})
+    return get_settings().model_copy(update=overrides)
 
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    settings = _apply_ports(args)
-    uvicorn.run("gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level)
+    from gateway.serving import uvicorn_options
+
+    uvicorn.run("gateway.app:create_app", factory=True, **uvicorn_options(_settings(args)))
 
 
 def _up(args: argparse.Namespace) -> None:
+    """Triton under a supervisor (restarted when it dies), then the gateway in this process.
+
+    On SIGTERM uvicorn stops accepting, gives in-flight requests ``graceful_shutdown_s``, returns and re-raises the
+    signal; the handler below turns it into an exit through the with-block, which stops Triton last."""
     import signal
 
     import uvicorn
 
-    from emotune.triton_server import TritonServer
+    from emotune.triton_server import TritonServer, TritonSupervisor
+    from gateway.serving import uvicorn_options
 
-    settings = _apply_ports(args)
-    settings.backend = "triton"
+    settings = _settings(args, backend="triton")
     log = Path(args.triton_log)
     print(f"Starting tritonserver on {settings.model_repository} (log: {log})", flush=True)
-    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through the with-block stops tritonserver too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with TritonServer.from_settings(settings, log_file=log) as server:
-        server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
-        print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}")
+    server = TritonServer.from_settings(settings, log_file=log)
+    with TritonSupervisor(server, ready_timeout_s=settings.triton_ready_timeout_s):
+        print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url} (health and statistics only)  metrics {server.metrics_url}")
         print(f"Gateway  http://{settings.host}:{settings.port}  (OpenAPI: http://{settings.host}:{settings.port}/docs)", flush=True)
-        uvicorn.run("gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=settings.log_level)
+        uvicorn.run("gateway.app:create_app", factory=True, **uvicorn_options(settings))
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -97,9 +105,10 @@ def _recommend(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from bench.run import run_bench
-
-    run_bench(args)
+    """``python -m bench.run`` in place of this process: bench uses the launcher, so the CLI never imports bench."""
+    argv = [sys.executable, "-m", "bench.run", "--out", str(args.out), *(["--quick"] if args.quick else []),
+            *(["--only", *args.only] if args.only else [])]
+    os.execv(sys.executable, argv)
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
@@ -175,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks → bench/report")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=Path("bench/report"))
+    p.add_argument("--only", nargs="+", help="some of the steps: ceiling triton gateway tuning face_detection")
     p.set_defaults(func=_bench)
     return parser
 
