@@ -63,10 +63,11 @@ def _tensor_block(kind: str, tensors: list[TensorSpec], ragged: bool = False) ->
 
 
 def _warmup_block(spec: ModelSpec) -> str:
-    inputs = "".join(
-        f'    inputs {{ key: "{t.name}" value {{ data_type: {_TRITON_TYPES[t.dtype]} dims: [ {", ".join(map(str, spec.warmup_dims.get(t.name, t.dims)))} ] zero_data: true }} }}\n'
-        for t in spec.inputs
-    )
+    def row(t: TensorSpec) -> str:
+        dims = ", ".join(map(str, spec.warmup_dims.get(t.name, t.dims)))
+        return f'    inputs {{ key: "{t.name}" value {{ data_type: {_TRITON_TYPES[t.dtype]} dims: [ {dims} ] zero_data: true }} }}\n'
+
+    inputs = "".join(row(t) for t in spec.inputs)
     return f'model_warmup [\n  {{\n    name: "zeros"\n    batch_size: 1\n{inputs}  }}\n]\n'
 
 

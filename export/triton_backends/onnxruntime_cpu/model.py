@@ -68,7 +68,8 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses, start = [], 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + size])) for name, out in zip(self.outputs, results)]
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + size]))
+                       for name, out in zip(self.outputs, results, strict=True)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses
@@ -126,7 +127,7 @@ class TritonPythonModel:
             results = self.session.run(self.outputs, feeds)
             if outputs is None:
                 outputs = [np.empty((n,) + out.shape[1:], dtype=out.dtype) for out in results]
-            for dst, out in zip(outputs, results):
+            for dst, out in zip(outputs, results, strict=True):
                 dst[group] = out
             start = stop
         return outputs, sizes
