@@ -222,11 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser(description="Re-render config.pbtxt and model.json of models in the repository (their .onnx untouched).")
-    p.add_argument("models", nargs="*", help="default: every model with both flavours")
+    p.add_argument("models", nargs="*", help=f"default: every model the {CPU_BACKEND} backend serves")
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
     args = p.parse_args(argv)
-    names = args.models or sorted(d.name for d in (args.repository / "python").iterdir()
-                                  if all((args.repository / f / d.name / "config.pbtxt").exists() for f in FLAVOURS))
+    names = args.models or sorted(c.parent.name for c in (args.repository / "python").glob("*/config.pbtxt")
+                                  if f'backend: "{CPU_BACKEND}"' in c.read_text())
     for name in names:
         rerender(args.repository, name)
         print(f"re-rendered {name}")
