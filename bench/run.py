@@ -2,11 +2,11 @@
 
 Order: the ceiling (machine matmul, model FLOP/s) → Triton (perf_analyzer sweeps) → the gateway and, right after
 it, the original design's Flask server under the same load → the tuning ablations → the face detector's settings →
-the report.
+the soak (ten minutes of mixed load at 80% of peak) → the report.
 Each step writes its JSON into the report folder; a step that fails is recorded in the report's notes and the
 others still run.
 
-    emotune bench [--quick] [--out bench/report] [--only ceiling triton gateway tuning face_detection]
+    emotune bench [--quick] [--out bench/report] [--only ceiling triton gateway tuning face_detection soak]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import report
 from bench.common import step_parser
 
-STEPS = ("ceiling", "triton", "gateway", "tuning", "face_detection")
+STEPS = ("ceiling", "triton", "gateway", "tuning", "face_detection", "soak")
 
 
 def _step(name: str):
@@ -33,6 +33,8 @@ def _step(name: str):
         from bench.gateway_load import run
     elif name == "face_detection":
         from bench.face_detection import run
+    elif name == "soak":
+        from bench.soak import run
     else:
         from bench.tuning import run
     return run

@@ -30,10 +30,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:
             self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._refuse(b"431 Request Header Fields Too Large", b'{"error":"headers_too_large","message":"request headers over the limit"}')
-                return
-        super().data_received(data)
+        super().data_received(data)  # a chunk may hold the end of the headers and the body: the parser says which
+        if self._awaiting_headers and self._header_bytes > self.max_header_bytes:
+            self._refuse(b"431 Request Header Fields Too Large", b'{"error":"headers_too_large","message":"request headers over the limit"}')
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -45,6 +44,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         self._cancel_header_timer()
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.max_header_bytes:
+            self._refuse(b"431 Request Header Fields Too Large", b'{"error":"headers_too_large","message":"request headers over the limit"}')
+            return
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:

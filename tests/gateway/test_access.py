@@ -142,7 +142,12 @@ def test_slow_and_idle_clients_are_cut_off(tmp_path):
         huge = socket.create_connection((host, int(port)))
         huge.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n")
         assert b"431" in _read_all(huge, 5).split(b"\r\n", 1)[0]
-        for s in [*idle, slow_header, slow_body, huge]:
+        one_write = socket.create_connection((host, int(port)))  # headers and a large body in one segment are not "large headers"
+        body = json.dumps({"texts": ["i feel fine " * 400] * 40}).encode()
+        one_write.sendall(b"POST /text_emotion?recommend=false HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        assert _read_all(one_write, 60).startswith(b"HTTP/1.1 200")
+        for s in [*idle, slow_header, slow_body, huge, one_write]:
             s.close()
         assert httpx.get(f"{url}/healthz").status_code == 200
 
