@@ -196,6 +196,7 @@ def markdown(data: dict) -> str:
                       f"scale factor {pick['scale_factor']}.\n")
         if fd.get("choice"):
             md.append(f"\n{fd['choice']}\n")
+    md.append(soak_section(data.get("soak")))
     acc = data.get("accuracy")
     if acc and acc.get("models"):
         md.append("\n## Accuracy of the optimized variants (from each model's export report)\n\n")
@@ -203,6 +204,22 @@ def markdown(data: dict) -> str:
                          [[model, m["split"], k, r["accuracy"], r["delta_points"]] for model, m in acc["models"].items() for k, r in m["rows"].items()]))
         md.append("\nSources: " + ", ".join(f"`{m['source']}`" for m in acc["models"].values()) + "\n")
     md.append("\n## Reproduce\n\n```bash\n" + "\n".join(data["commands"]) + "\n```\n")
+    return "".join(md)
+
+
+def soak_section(soak: dict | None) -> str:
+    """The soak's verdict: errors under sustained mixed load, and whether each process tree's memory stayed flat."""
+    if not soak:
+        return ""
+    load, met = soak["load"], soak["met"]
+    md = [f"\n## Soak: {soak['duration_s'] / 60:.0f} min of mixed load at {soak['fraction_of_peak']:.0%} of peak\n\n",
+          f"Peak (closed loop, concurrency 16, mixed): {soak['peak']['throughput_rps']} req/s; held {load['achieved_rps']} req/s "
+          f"({', '.join(f'{k} {v}' for k, v in load['by_route'].items())} requests). Errors: **{load['errors']}** "
+          f"{load['error_kinds'] or ''}; p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms.\n\n"]
+    md.append(_table(["process tree", "RSS first MB", "RSS last MB", "RSS max MB", "slope MB/min (after the first fifth)"],
+                     [[n, m["first"], m["last"], m["max"], m["slope_mb_per_min"]] for n, m in soak["memory_mb"].items()]))
+    md.append(f"\nTargets: 0 errors — {'met' if met['no_errors'] else 'MISSED'}; memory flat (slope < {soak['max_slope_mb_per_min']} MB/min) — "
+              f"{'met' if met['memory_flat'] else 'MISSED'}. `python -m bench.soak` (`--minutes`, `--fraction`).\n")
     return "".join(md)
 
 
@@ -288,6 +305,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "steps": steps, "machine": machine,
         "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
         "ceiling": ceiling, "tuning": tuning, "face_detection": face_detection, "serving_rates": serving_rates(ceiling, triton, gateway),
+        "soak": _load(out / "soak.json"),
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",
