@@ -15,21 +15,19 @@ RUN mkdir -p /tmp/triton_trt_cache && chown 1000:1000 /tmp/triton_trt_cache
 
 COPY --chown=1000:1000 model_repository/onnxruntime /models
 
+# The flags that close Triton's control surface live in one script that every deployment runs (see its header).
+COPY --chmod=755 docker/triton-serve.sh /usr/local/bin/emotune-triton-serve
+
 # triton-server (uid 1000) ships with the official image.
 USER 1000:1000
 
-# 8000 HTTP (health, metadata), 8001 gRPC (the gateway's inference calls), 8002 Prometheus metrics.
+# 8001 gRPC: the gateway's inference and health calls. 8000 HTTP: health only (the healthcheck below); every other
+# HTTP API needs the control key. 8002: Prometheus metrics. None of them is for the public: see docs/deployment.md.
 EXPOSE 8000 8001 8002
 
 # Ready only once every model has loaded (and TensorRT engines are built): allow a long start.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=600s --retries=3 \
     CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/v2/health/ready"]
 
-# The image's entrypoint (nvidia_entrypoint.sh) stays; these are tritonserver's arguments.
-CMD ["tritonserver", \
-     "--model-repository=/models", \
-     "--strict-readiness=true", \
-     "--exit-on-error=true", \
-     "--allow-metrics=true", \
-     "--allow-gpu-metrics=true", \
-     "--metrics-port=8002"]
+# The image's entrypoint (nvidia_entrypoint.sh) stays and runs this command.
+CMD ["/usr/local/bin/emotune-triton-serve"]

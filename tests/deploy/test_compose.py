@@ -58,11 +58,14 @@ def test_images_are_pinned(compose: dict):
         assert ":" in image.split("/")[-1] and not image.endswith(":latest"), f"{name}: {image} is not pinned"
 
 
-def test_triton_reserves_a_gpu_and_exposes_its_three_ports(compose: dict):
+def test_triton_reserves_a_gpu_and_publishes_no_port_on_the_host(compose: dict):
+    """The gateway and Prometheus reach Triton on the project network; a web page on the host reaches none of its ports."""
     triton = compose["services"]["triton"]
     devices = triton["deploy"]["resources"]["reservations"]["devices"]
     assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
-    assert {p.split(":")[-1].split()[0] for p in triton["ports"]} == {"8000", "8001", "8002"}
+    assert "ports" not in triton
+    assert set(triton["expose"]) == {"8000", "8001", "8002"}
+    assert "command" not in triton and "entrypoint" not in triton, "the image's CMD (docker/triton-serve.sh) carries the closing flags"
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
     assert triton["build"]["dockerfile"] == "docker/triton.Dockerfile"
 
@@ -74,6 +77,8 @@ def test_gateway_talks_to_triton_over_grpc_with_valid_settings(compose: dict, mo
     assert env["EMOTUNE_TRITON_HOST"] == "triton"
     assert env["EMOTUNE_TRITON_GRPC_PORT"] == "8001"
     assert gateway["depends_on"]["triton"]["condition"] == "service_healthy"
+    grace = int(gateway["stop_grace_period"].rstrip("s"))
+    assert grace > Settings.model_fields["graceful_shutdown_s"].default, "Docker's SIGKILL must come after the graceful shutdown"
     assert gateway["build"]["dockerfile"] == "docker/gateway.Dockerfile"
     # Every EMOTUNE_* variable names a real setting, and the values parse.
     for key in env:

@@ -86,8 +86,12 @@ def test_triton_image_serves_the_onnxruntime_flavour_on_triton_health():
     healthcheck = next(args for kind, args in steps if kind == "HEALTHCHECK")
     assert "/v2/health/ready" in healthcheck
     command = next(args for kind, args in steps if kind == "CMD")
-    for flag in ("--model-repository=/models", "--allow-metrics=true", "--metrics-port=8002"):
-        assert flag in command
+    assert command == '["/usr/local/bin/emotune-triton-serve"]'
+    assert any(args.endswith("docker/triton-serve.sh /usr/local/bin/emotune-triton-serve") for kind, args in steps if kind == "COPY")
+    script = (DOCKER / "triton-serve.sh").read_text()
+    for flag in ("--model-repository=\"${TRITON_MODEL_REPOSITORY:-/models}\"", "--model-control-mode=none", "--allow-metrics=true",
+                 "--metrics-port=8002", "--http-restricted-api=", "--grpc-restricted-protocol="):
+        assert flag in script, flag
     # The cache directory the TensorRT accelerator writes to must exist in the image for the compose volume.
     configs = list((ROOT / "model_repository" / "onnxruntime").glob("*/config.pbtxt"))
     for config in configs:

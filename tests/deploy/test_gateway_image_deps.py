@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 
-import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

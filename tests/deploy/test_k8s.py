@@ -65,6 +65,7 @@ def test_triton_deployment_has_a_gpu_and_health_probes(k8s_objects):
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert "startupProbe" in container, "engine builds take minutes: liveness must not kill a starting server"
     assert {p["containerPort"] for p in container["ports"]} == {8000, 8001, 8002}
+    assert "command" not in container and "args" not in container, "the image's CMD (docker/triton-serve.sh) carries the closing flags"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/tmp/triton_trt_cache" in mounts and "/dev/shm" in mounts
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -133,3 +134,13 @@ def test_images_are_pinned(k8s_objects):
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             image = container["image"]
             assert ":" in image.split("/")[-1] and not image.endswith(":latest"), image
+
+
+def test_only_the_gateway_reaches_tritons_grpc_and_nothing_its_http(k8s_objects):
+    service = by_kind(k8s_objects, "Service")["emotune-triton"]
+    assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}, "HTTP (health only) is for the kubelet's probes"
+    policy = by_kind(k8s_objects, "NetworkPolicy")["emotune-triton"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "emotune-triton"} and policy["policyTypes"] == ["Ingress"]
+    allowed = {port["port"]: rule["from"] for rule in policy["ingress"] for port in rule["ports"]}
+    assert set(allowed) == {"grpc", "metrics"}
+    assert allowed["grpc"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "emotune-gateway"}}}]
