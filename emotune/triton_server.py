@@ -167,6 +167,7 @@ class TritonServer:
         self.extra_args = extra_args or []
         self.model_control = model_control
         self.secret = secrets.token_urlsafe(32)
+        self._shm_prefix = f"emotune_{os.getpid()}_{secrets.token_hex(4)}_"
         self.staged: Path | None = None
         self.process: subprocess.Popen | None = None
         self._log = None
@@ -218,10 +219,6 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             *self.extra_args,
         ]
-
-    @property
-    def _shm_prefix(self) -> str:
-        return f"emotune_{os.getpid()}_{self.secret[:8].replace('-', 'x').replace('_', 'x')}_"
 
     def start(self) -> TritonServer:
         """Stage the repository (once) and start tritonserver; also how the supervisor restarts it."""
