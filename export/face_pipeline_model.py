@@ -8,7 +8,9 @@ Per image (uint8 grayscale ``[H, W]``, already decoded, EXIF-rotated and bounded
 1. **Views.** The image is letterboxed into a square padded by ``pad`` of its side on every side (so a face that fills
    the frame, a tight crop, looks like a face in a photo to the detector), resized to the detector's input; for each
    further ``grids`` level the square is cut into g×g overlapping tiles (each ``tile_overlap`` × the cell), so small
-   faces reach the detector at a size it finds. All views of all queued requests go to ``face_detection`` as one batch.
+   faces reach the detector at a size it finds. A tile's detections must score ``tile_score_threshold`` (higher than
+   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch. All views of
+   all queued requests go to ``face_detection`` as one batch.
 2. **Decoding** of BlazeFace's anchor offsets, only for anchors over the score threshold (a few of 896 or 2304), then
    one weighted NMS (MediaPipe's blending) over every view; a box touching a tile's inner edge is dropped (the face is
    whole in a neighbouring tile or a coarser view).
@@ -162,6 +164,7 @@ class FacePipeline:
         self.pad = float(config.get("pad", 0.25))
         self.overlap = float(config.get("tile_overlap", 1.5))
         self.threshold = float(config.get("score_threshold", 0.5))
+        self.tile_threshold = float(config.get("tile_score_threshold", self.threshold))
         self.nms_iou = float(config.get("nms_iou", 0.3))
         self.min_side = float(config.get("min_face", 0))
         self.max_faces = int(config.get("max_faces", 16))
@@ -207,7 +210,7 @@ class FacePipeline:
             height, width = image.shape
             found_boxes, found_scores = [], []
             for x, y, side, is_tile in plan:
-                hit = np.nonzero(scores[k] >= self.threshold)[0]
+                hit = np.nonzero(scores[k] >= (self.tile_threshold if is_tile else self.threshold))[0]
                 if len(hit):
                     reg, centre = regressors[k][hit, :4] / self.size, self.anchors[hit]
                     cx, cy = centre[:, 0] + reg[:, 0], centre[:, 1] + reg[:, 1]
@@ -301,3 +304,21 @@ class TritonPythonModel:
 
     def finalize(self):
         self.pipeline = None
+
+
+def local_model(folder, run):
+    """The pipeline outside Triton (the gateway's in-process backend): ``run(model, inputs, outputs)`` runs the other
+    models; returns ``infer(inputs, outputs) → [arrays]`` for one request (batch of 1)."""
+    from pathlib import Path
+
+    settings = json.loads((Path(folder) / "model.json").read_text())["preprocessing"]
+    pipeline = FacePipeline(lambda x: run(settings["detector_model"], {"image": x}, ["regressors", "classificators"]),
+                            lambda x: run(settings["classifier_model"], {"image": x}, ["probabilities"])[0], settings)
+
+    def infer(inputs: dict, outputs: list[str]) -> list[np.ndarray]:
+        image = inputs["image"][0]
+        boxes, scores, probabilities = pipeline([image if image.ndim == 2 else image[..., 0]])[0]
+        by_name = {"boxes": boxes[None], "detection_scores": scores[None], "probabilities": probabilities[None]}
+        return [by_name[name] for name in outputs]
+
+    return infer

@@ -1,25 +1,25 @@
-"""Image bytes → face crops → the face model's input, the one way both training and serving compute it.
+"""Image bytes → what the face models get, the one way both training and serving compute it.
 
-The FER2013 images the model learns from are 48×48 8-bit grayscale crops of a face. Serving reproduces them:
+The FER2013 images the face model learns from are 48×48 8-bit grayscale crops of a face. The gateway:
 
 1. ``decode_image``: JPEG / PNG / WebP bytes → an 8-bit grayscale array, EXIF orientation applied. Everything a
    client can get wrong is an ``EmotuneError`` (a 4xx): empty, not an image, another format, truncated or corrupt,
-   too many bytes, too many pixels (decompression bombs are refused from the header, before any pixel is decoded).
-2. ``FaceDetector``: OpenCV's frontal-face Haar cascade (it ships inside the opencv-python-headless wheel), largest
-   face first. No face is ``InvalidInput("no_face")`` (422): the service never guesses on the whole frame.
-3. ``crop_face``: the detector's box grown by ``FACE_MARGIN`` (measured: the Haar box covers 83% (median) of a FER2013
-   frame) to a square, edge-replicated past the image border, resized to 48×48.
+   too many bytes, too many pixels (decompression bombs are refused from the header, before any pixel is decoded),
+   a side over ``MAX_SIDE`` or sides more than ``MAX_ASPECT`` apart (a 40000×1000 strip, a 39,000,000×1 line), and
+   the decoded array is checked against the same bounds. A JPEG is decoded straight at a reduced scale when only a
+   smaller image is needed (libjpeg's DCT scaling), so a large photo costs a fraction of its full decode.
+2. ``detect=true`` (``prepare_photo``): the upright photo with its long side at most ``DETECT_MAX_SIDE`` goes once
+   to Triton's ``face_pipeline`` (detection, crops and ``face_emotion`` run there); its boxes come back in the sent
+   pixels and ``Photo.boxes`` maps them onto the upright original. No face is ``InvalidInput("no_face")`` (422).
+3. ``detect=false`` (``prepare_faces``): the image is an aligned face crop (like the FER2013 files): shrunk to
+   48 px on its long side first, then edge-padded to a square, so no shape makes the pad large.
 4. ``normalize``: uint8 → float32 ``(x / 255 - MEAN) / STD``, shape ``[N, 1, 48, 48]``. Training calls this same
    function on the same decoded pixels (``tests/training/test_face_training.py::test_training_reads_fer_through_the_gateway_path`` checks it).
-
-``detect=False`` skips 2–3 for clients that send an aligned face crop (like the FER2013 files): the whole image is
-squared (edge padding) and resized to 48×48.
 """
 
 from __future__ import annotations
 
 import io
-import threading
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -32,13 +32,16 @@ from gateway.errors import BadRequest, EmotuneError, InvalidInput, TooLarge, Uns
 SIZE = 48
 MEAN = 0.5
 STD = 0.5
-FACE_MARGIN = 0.1  # fraction of the detected box added on every side (the Haar box is ~83% of a FER frame)
+FACE_MARGIN = 0.1  # written to face_emotion's model.json by export/face.py; face_pipeline's crop margin is in its own config
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP"}  # MPO: multi-picture JPEG from cameras
 MIN_SIDE = 1
-# The cascade runs on a copy at most this large (boxes are scaled back): 800 finds as many faces as 1024 with 21% less
-# CPU and fewer false positives; 640 misses 1.7 points more (bench/report, "Face detection").
-DETECT_MAX_SIDE = 800
-CASCADE = "haarcascade_frontalface_default.xml"
+MAX_SIDE = 20_000  # a side beyond this is refused whatever the pixel count
+MAX_ASPECT = 20  # long side / short side: panoramas pass, strips and lines (the #23 probe's shapes) do not
+# face_pipeline's views see a face once it is ~8% of the long side (3×3 tiles at 128 px); at 1280 px that is ~100 px,
+# so sending more pixels finds nothing more and costs the gRPC copy and the resize.
+DETECT_MAX_SIDE = 1280
+ORIENTATION = 0x0112
+_TRANSPOSING = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,51 @@ class Box:
 
 @dataclass
 class FaceInputs:
-    """What the route sends to the model: one row per face, largest face first."""
+    """What ``detect=false`` sends to the face model: the whole image as one face."""
 
-    inputs: np.ndarray  # float32 [N, 1, SIZE, SIZE]
+    inputs: np.ndarray  # float32 [1, 1, SIZE, SIZE]
     boxes: list[Box]
     width: int
     height: int
     detected: bool
 
 
-def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None) -> np.ndarray:
-    """JPEG/PNG/WebP bytes → uint8 grayscale ``[H, W]``, upright per EXIF; a 4xx ``EmotuneError`` for anything else."""
+@dataclass(frozen=True)
+class Photo:
+    """What ``detect=true`` sends to ``face_pipeline``: gray pixels, long side at most ``DETECT_MAX_SIDE``, and the
+    upright original's size (the answer's ``width``/``height`` and the frame its boxes are in)."""
+
+    pixels: np.ndarray  # uint8 [h, w]
+    width: int
+    height: int
+
+    def boxes(self, xywh: np.ndarray) -> list[Box]:
+        """``face_pipeline``'s boxes (x, y, width, height in ``pixels``) on the original, clipped to it."""
+        sx, sy = self.width / self.pixels.shape[1], self.height / self.pixels.shape[0]
+        out = []
+        for x, y, w, h in np.asarray(xywh, dtype=np.float64).reshape(-1, 4):
+            x0, y0 = min(self.width - 1, max(0, round(x * sx))), min(self.height - 1, max(0, round(y * sy)))
+            x1, y1 = min(self.width, max(x0 + 1, round((x + w) * sx))), min(self.height, max(y0 + 1, round((y + h) * sy)))
+            out.append(Box(int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+        return out
+
+
+def check_dimensions(width: int, height: int, max_pixels: int) -> None:
+    """Every shape that could make later work unbounded is refused here, from the header and again after decoding."""
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise InvalidInput("invalid_dimensions", f"the image is {width}×{height}")
+    if width * height > max_pixels:
+        raise TooLarge("image_too_large", f"the image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}")
+    if max(width, height) > MAX_SIDE:
+        raise TooLarge("image_too_large", f"the image is {width}×{height}; no side may exceed {MAX_SIDE} pixels")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InvalidInput("invalid_dimensions", f"the image is {width}×{height}; its sides may differ at most {MAX_ASPECT}-fold")
+
+
+def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None, max_side: int | None = None) -> np.ndarray:
+    """JPEG/PNG/WebP bytes → uint8 grayscale ``[H, W]``, upright per EXIF; a 4xx ``EmotuneError`` for anything else.
+    ``max_side``: only an image of about that long side is needed, so a JPEG may be decoded at 1/2, 1/4 or 1/8 scale
+    (never below ``max_side``); other formats decode in full."""
     if not data:
         raise BadRequest("empty_file", "the uploaded file is empty")
     if max_bytes is not None and len(data) > max_bytes:
@@ -88,13 +125,13 @@ def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None) -> 
     if image.format not in FORMATS:
         raise UnsupportedMedia("unsupported_image_format", f"{image.format} images are not accepted; send JPEG, PNG or WebP")
     width, height = image.size
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise InvalidInput("invalid_dimensions", f"the image is {width}×{height}")
-    if width * height > max_pixels:
-        raise TooLarge("image_too_large", f"the image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}")
+    check_dimensions(width, height, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if max_side is not None and FORMATS[image.format] == "JPEG" and max(width, height) > 2 * max_side:
+                scale = max_side / max(width, height)
+                image.draft("L", (max(1, int(width * scale)), max(1, int(height * scale))))
             image.load()  # decodes every pixel: truncated or corrupt data fails here
             image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -106,7 +143,21 @@ def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None) -> 
         raise
     except Exception as exc:
         raise InvalidInput("corrupt_image", f"the image data is truncated or corrupt: {exc}") from exc
+    if gray.ndim != 2:
+        raise InvalidInput("corrupt_image", f"the image decoded to an array of shape {gray.shape}")
+    check_dimensions(gray.shape[1], gray.shape[0], max_pixels)
     return np.ascontiguousarray(gray)
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) after EXIF rotation, from the header alone (``decode_image`` has validated the bytes)."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(ORIENTATION, 1)
+    except Exception:  # an unreadable EXIF block: exif_transpose ignored it too
+        orientation = 1
+    return (height, width) if orientation in _TRANSPOSING else (width, height)
 
 
 def load_image_file(path, max_pixels: int = 40_000_000) -> np.ndarray:
@@ -115,79 +166,36 @@ def load_image_file(path, max_pixels: int = 40_000_000) -> np.ndarray:
         return decode_image(f.read(), max_pixels)
 
 
-class FaceDetector:
-    """OpenCV's frontal-face Haar cascade; one classifier per thread (``CascadeClassifier`` is not thread-safe)."""
-
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.05,
-                 max_side: int = DETECT_MAX_SIDE, cascade: str = CASCADE):
-        self.path = cv2.data.haarcascades + cascade
-        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
-        self.min_size_fraction, self.max_side = min_size_fraction, max_side
-        self._local = threading.local()
-        if self._classifier().empty():
-            raise RuntimeError(f"cannot load the Haar cascade {self.path}")
-
-    def _classifier(self) -> cv2.CascadeClassifier:
-        classifier = getattr(self._local, "classifier", None)
-        if classifier is None:
-            classifier = self._local.classifier = cv2.CascadeClassifier(self.path)
-        return classifier
-
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        """Faces in ``gray`` (uint8 [H, W]), largest first."""
-        height, width = gray.shape
-        scale = min(1.0, self.max_side / max(height, width))
-        small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-        small = cv2.equalizeHist(small)
-        min_side = max(20, int(self.min_size_fraction * min(small.shape)))
-        found = self._classifier().detectMultiScale(small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                                    minSize=(min_side, min_side))
-        boxes = [Box(int(round(x / scale)), int(round(y / scale)), int(round(w / scale)), int(round(h / scale))) for x, y, w, h in found]
-        return sorted(_drop_nested(boxes), key=lambda b: b.area, reverse=True)
-
-
-def _drop_nested(boxes: list[Box]) -> list[Box]:
-    """Remove a box mostly inside a larger one (the cascade sometimes fires on a face and on part of it)."""
-    kept: list[Box] = []
-    for box in sorted(boxes, key=lambda b: b.area, reverse=True):
-        if all(overlap_area(box, k) < 0.6 * box.area for k in kept):
-            kept.append(box)
-    return kept
-
-
-def overlap_area(a: Box, b: Box) -> int:
-    w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
-    h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
-    return max(0, w) * max(0, h)
-
-
-def crop_square(gray: np.ndarray, cx: float, cy: float, side: int, size: int = SIZE) -> np.ndarray:
-    """The ``side``-pixel square centred on (cx, cy), edge-replicated past the border, resized to ``size``×``size``."""
-    side = max(1, int(round(side)))
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+def fit(gray: np.ndarray, max_side: int) -> np.ndarray:
+    """``gray`` shrunk (area-averaged) so its long side is at most ``max_side``."""
     height, width = gray.shape
-    pad = max(0, -x0, -y0, x0 + side - width, y0 + side - height)
-    if pad:
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = gray[y0 : y0 + side, x0 : x0 + side]
-    if crop.shape != (size, size):
-        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        crop = cv2.resize(crop, (size, size), interpolation=interpolation)
-    return np.ascontiguousarray(crop)
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return gray
+    return cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
 
 
-def crop_face(gray: np.ndarray, box: Box, margin: float = FACE_MARGIN, size: int = SIZE) -> np.ndarray:
-    side = max(box.width, box.height) * (1 + 2 * margin)
-    return crop_square(gray, box.x + box.width / 2, box.y + box.height / 2, side, size)
+def prepare_photo(data: bytes, max_pixels: int = 40_000_000, max_bytes: int | None = None, max_side: int = DETECT_MAX_SIDE) -> Photo:
+    """Bytes → the bounded upright photo ``face_pipeline`` gets, or a 4xx ``EmotuneError``."""
+    gray = decode_image(data, max_pixels, max_bytes, max_side=max_side)
+    width, height = upright_size(data)
+    return Photo(np.ascontiguousarray(fit(gray, max_side)), width, height)
 
 
 def whole_image(gray: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """An already aligned face crop (``detect=false``): squared around its centre, resized to ``size``×``size``."""
+    """An already aligned face crop (``detect=false``): its long side resized to ``size``, then edge-padded to a
+    ``size``×``size`` square around its centre. Shrinking first keeps the work to the image's own pixels whatever
+    its shape (padding a 40000×1000 strip to a square first would be 1.6 billion pixels)."""
     height, width = gray.shape
     if (height, width) == (size, size):
         return gray
-    return crop_square(gray, width / 2, height / 2, max(height, width), size)
+    scale = size / max(height, width)
+    new_w, new_h = min(size, max(1, round(width * scale))), min(size, max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(gray, (new_w, new_h), interpolation=interpolation)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    square = cv2.copyMakeBorder(small, top, size - new_h - top, left, size - new_w - left, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(square)
 
 
 def normalize(crops: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarray:
@@ -198,31 +206,18 @@ def normalize(crops: np.ndarray, mean: float = MEAN, std: float = STD) -> np.nda
     return ((crops.astype(np.float32) / 255.0 - mean) / std)[:, None, :, :]
 
 
-_DETECTOR: FaceDetector | None = None
+def prepare_faces(data: bytes, detect: bool = False, max_faces: int = 16, max_pixels: int = 40_000_000,
+                  max_bytes: int | None = None, preprocessing: dict | None = None) -> FaceInputs:
+    """``detect=false``: bytes → the face model's input for the whole image (an aligned face crop), or a 4xx.
 
-
-def default_detector() -> FaceDetector:
-    global _DETECTOR
-    if _DETECTOR is None:
-        _DETECTOR = FaceDetector()
-    return _DETECTOR
-
-
-def prepare_faces(data: bytes, detect: bool = True, max_faces: int = 16, max_pixels: int = 40_000_000,
-                  max_bytes: int | None = None, preprocessing: dict | None = None, detector: FaceDetector | None = None) -> FaceInputs:
-    """Bytes → the model's input for every face (largest first, at most ``max_faces``), or ``InvalidInput``.
-
-    ``preprocessing`` is the ``model.json`` block the export writes (size, mean, std, margin); defaults match training.
+    ``preprocessing`` is the ``model.json`` block the export writes (size, mean, std); defaults match training.
+    Detection is not done here: ``detect=true`` photos go to ``face_pipeline`` (``prepare_photo``).
     """
+    if detect:
+        raise ValueError("faces are detected in Triton's face_pipeline: use prepare_photo")
     params = preprocessing or {}
-    size, margin = int(params.get("size", SIZE)), float(params.get("face_margin", FACE_MARGIN))
+    size = int(params.get("size", SIZE))
     mean, std = float(params.get("mean", MEAN)), float(params.get("std", STD))
-    gray = decode_image(data, max_pixels, max_bytes)
-    height, width = gray.shape
-    if not detect:
-        return FaceInputs(normalize(whole_image(gray, size), mean, std), [Box(0, 0, width, height)], width, height, False)
-    boxes = (detector or default_detector()).detect(gray)[:max_faces]
-    if not boxes:
-        raise InvalidInput("no_face", "no face was found in the image; send a clearer frontal face, or an aligned face crop with detect=false")
-    crops = np.stack([crop_face(gray, box, margin, size) for box in boxes])
-    return FaceInputs(normalize(crops, mean, std), boxes, width, height, True)
+    gray = decode_image(data, max_pixels, max_bytes, max_side=2 * size)
+    width, height = upright_size(data)
+    return FaceInputs(normalize(whole_image(gray, size), mean, std), [Box(0, 0, width, height)], width, height, False)

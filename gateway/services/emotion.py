@@ -20,11 +20,11 @@ from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import calibrate, to_emotion
 from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
-from gateway.preprocessing.image import FaceInputs, prepare_faces
 from gateway.preprocessing.text import TextTokenizer, load_tokenizer
+from gateway.services.face import face_emotion
 from gateway.settings import Settings
 
-TEXT_MODEL, SPEECH_MODEL, FACE_MODEL = "text_emotion", "speech_emotion", "face_emotion"
+TEXT_MODEL, SPEECH_MODEL = "text_emotion", "speech_emotion"
 
 
 def validate_texts(texts: list[str], max_chars: int, max_batch: int) -> None:
@@ -127,17 +127,5 @@ class EmotionService:
 
     async def face(self, data: bytes, detect: bool = True) -> dict:
         """A photo → every face's emotion with its box, largest first; the top level is the largest face's.
-        ``detect=False``: the image is already an aligned face crop."""
-        info = self.model(FACE_MODEL)
-        s = self.settings
-        faces: FaceInputs = await run_in_threadpool(prepare_faces, data, detect, s.max_faces, s.max_image_pixels, s.max_upload_bytes,
-                                                    info.preprocessing)
-        outputs = []
-        for start in range(0, len(faces.inputs), info.max_batch_size):
-            batch = np.ascontiguousarray(faces.inputs[start : start + info.max_batch_size], dtype=np.float32)
-            outputs.append((await self.backend.infer(info.name, {info.inputs[0].name: batch}, info.output_names))[info.output_names[0]])
-        probabilities = calibrate(np.concatenate(outputs), info.temperature)
-        per_face = [{"box": box.as_dict(), **to_emotion(row, info.labels)} for box, row in zip(faces.boxes, probabilities)]
-        largest = per_face[0]
-        return {"emotion": largest["emotion"], "confidence": largest["confidence"], "scores": largest["scores"], "faces": per_face,
-                "detected": faces.detected, "width": faces.width, "height": faces.height}
+        ``detect=False``: the image is already an aligned face crop (``gateway.services.face``)."""
+        return await face_emotion(self, data, detect)

@@ -1,10 +1,14 @@
-"""POST /facial_emotion through the real gateway process and the real tritonserver over gRPC: the sample photo,
-FER2013 crops with detect=false, generated images with zero, one and two faces, and every bad input."""
+"""POST /facial_emotion through the real gateway process and the real tritonserver over gRPC, with the real
+detector (face_pipeline → face_detection → face_emotion inside Triton): the sample photo, FER2013 crops with
+detect=false and as tight crops with detection on, images with zero, one and two faces, an EXIF-rotated and a large
+photo, every bad input, and the #23 probe's shapes."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
+import time
 
 import httpx
 import numpy as np
@@ -12,14 +16,17 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from gateway.preprocessing.image import prepare_faces
+from gateway.model_info import ModelInfo
+from gateway.postprocessing import calibrate
+from gateway.preprocessing.image import MAX_ASPECT, prepare_faces
 from tests.conftest import REPOSITORY
 from tests.gateway.test_face_image import encode, png_bomb, skimage_image, two_faces
 
 MODEL_DIR = REPOSITORY / "face_emotion"
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
-pytestmark = pytest.mark.skipif(not (MODEL_DIR / "config.pbtxt").exists(), reason="face_emotion is not exported")
+pytestmark = pytest.mark.skipif(not all((REPOSITORY / m / "config.pbtxt").exists() for m in ("face_emotion", "face_detection", "face_pipeline")),
+                                reason="face_emotion / face_detection / face_pipeline are not exported")
 
 
 def post_image(client: httpx.Client, data: bytes, name: str = "face.jpg", **params) -> httpx.Response:
@@ -58,7 +65,8 @@ def test_fer_crops_with_detect_false_equal_the_model_on_the_shared_preprocessing
     session = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     for path in fer_files(shared_data, 2):
         data = path.read_bytes()
-        expected = session.run(None, {"image": prepare_faces(data, detect=False, preprocessing=meta["preprocessing"]).inputs})[0][0]
+        raw = session.run(None, {"image": prepare_faces(data, detect=False, preprocessing=meta["preprocessing"]).inputs})[0]
+        expected = calibrate(raw, ModelInfo.load(MODEL_DIR).temperature)[0]
         r = post_image(client, data, path.name, detect="false")
         assert r.status_code == 200, r.text
         body = r.json()
@@ -79,6 +87,40 @@ def test_one_face(client: httpx.Client):
     body = r.json()
     check_answer(body)
     assert len(body["faces"]) == 1
+    box = body["faces"][0]["box"]
+    assert 140 < box["x"] + box["width"] / 2 < 260 and 60 < box["y"] + box["height"] / 2 < 170  # Eileen Collins' face
+
+
+def test_tight_crops_with_detection_on_find_the_face(client: httpx.Client, shared_data):
+    """A face filling the frame (FER2013 files uploaded as photos): face_pipeline pads before detecting."""
+    files = fer_files(shared_data, 3)
+    found = 0
+    for path in files:
+        r = post_image(client, path.read_bytes(), path.name)
+        assert r.status_code in (200, 422), r.text
+        if r.status_code == 200:
+            body = r.json()
+            check_answer(body)
+            assert body["detected"] is True and body["faces"][0]["box"]["width"] > 20
+            found += 1
+    assert found >= len(files) - 1  # the benchmark measures the share on all of val
+
+
+def test_a_large_photo_is_bounded_and_answered_in_its_own_pixels(client: httpx.Client, shared_data):
+    image = Image.open(shared_data / "samples" / "surprised.jpg").resize((4800, 3240))
+    r = post_image(client, encode(image, "JPEG", quality=90))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["emotion"] == "surprise" and (body["width"], body["height"]) == (4800, 3240)
+    box = body["faces"][0]["box"]
+    assert box["width"] > 1200 and 1600 < box["x"] + box["width"] / 2 < 3200 and box["x"] + box["width"] <= 4800
+
+
+def test_a_grayscale_photo(client: httpx.Client):
+    image = Image.open(io.BytesIO(skimage_image("astronaut.png").read_bytes())).convert("L")
+    r = post_image(client, encode(image, "PNG"))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["faces"]) == 1
 
 
 def test_two_faces_each_with_a_box_largest_is_the_answer(client: httpx.Client):
@@ -108,7 +150,10 @@ def test_exif_rotated_upload_finds_the_face(client: httpx.Client, shared_data):
     exif[0x0112] = 6
     r = post_image(client, encode(image, "JPEG", exif=exif.tobytes(), quality=92))
     assert r.status_code == 200, r.text
-    assert (r.json()["width"], r.json()["height"]) == (1200, 810)
+    body = r.json()
+    assert (body["width"], body["height"]) == (1200, 810) and body["emotion"] == "surprise"
+    box = body["faces"][0]["box"]
+    assert 400 < box["x"] + box["width"] / 2 < 800 and box["y"] + box["height"] <= 810
 
 
 def test_concurrent_requests(client: httpx.Client, shared_data):
@@ -118,11 +163,31 @@ def test_concurrent_requests(client: httpx.Client, shared_data):
     assert answers == ["surprise"] * 12
 
 
-def test_no_face_is_a_clear_422(client: httpx.Client):
-    r = post_image(client, skimage_image("coffee.png").read_bytes(), "coffee.png")
+@pytest.mark.parametrize("name", ["coffee.png", "chelsea.png", "blank"])
+def test_no_face_is_a_clear_422(client: httpx.Client, name):
+    data = encode(Image.new("RGB", (640, 480), (200, 180, 160)), "JPEG") if name == "blank" else skimage_image(name).read_bytes()
+    r = post_image(client, data, "photo.jpg")
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["error"] == "no_face" and "detect=false" in body["message"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(40_000, 1_000), (39_000_000, 1)], ids=["strip-40000x1000", "line-39000000x1"])
+@pytest.mark.parametrize("detect", ["false", "true"])
+def test_the_probes_shapes_are_a_fast_4xx(client: httpx.Client, width, height, detect):
+    """#23: the 4.9 KB 40000×1000 1-bit PNG with detect=false cost 3 GB and 10.6 s; the 39,000,000×1 PNG was a 500."""
+    data = png_bomb(width, height)
+    started = time.perf_counter()
+    r = post_image(client, data, "strip.png", detect=detect)
+    assert time.perf_counter() - started < 5
+    assert r.status_code in (413, 422), r.text
+    assert r.json()["error"] in ("invalid_dimensions", "image_too_large")
+
+
+def test_the_widest_accepted_shape_with_detect_false_is_answered(client: httpx.Client):
+    r = post_image(client, png_bomb(MAX_ASPECT * 200, 200), "wide.png", detect="false")
+    assert r.status_code == 200, r.text
+    assert (r.json()["width"], r.json()["height"]) == (MAX_ASPECT * 200, 200)
 
 
 def truncated_jpeg() -> bytes:
@@ -202,3 +267,13 @@ def test_body_over_the_request_limit_is_refused_before_parsing(client: httpx.Cli
     r = client.post("/facial_emotion", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert r.status_code == 413, r.text
     assert r.json()["error"] == "request_too_large"
+
+
+def test_recommend_with_an_image_runs_the_face_pipeline(client: httpx.Client, shared_data):
+    data = (shared_data / "samples" / "surprised.jpg").read_bytes()
+    r = client.post("/recommend", files={"image": ("surprised.jpg", data, "image/jpeg")}, data={"limit": "5"})
+    assert r.status_code == 200, r.text
+    face = r.json()["modalities"]["face"]
+    assert face["emotion"] == "surprise" and face["detected"] is True and face["faces"][0]["box"]["width"] > 300
+    r = client.post("/recommend", files={"image": ("coffee.png", skimage_image("coffee.png").read_bytes(), "image/png")})
+    assert r.status_code == 422 and r.json()["error"].endswith("no_face"), r.text

@@ -1,11 +1,13 @@
-"""gateway.preprocessing.image on real and generated images: formats, EXIF orientation, every bad input, face
-detection with zero, one and two faces, crops and the model input."""
+"""gateway.preprocessing.image on real and generated images: formats, EXIF orientation, every bad input and every
+shape bound (the #23 probe's strip and line), the bounded photo face_pipeline gets, the detect=false crop and the
+model input. Detection itself runs in Triton (tests/gateway/test_face_emotion.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -15,15 +17,17 @@ from PIL import Image
 
 from gateway.errors import EmotuneError
 from gateway.preprocessing.image import (
+    DETECT_MAX_SIDE,
+    MAX_ASPECT,
     MEAN,
     SIZE,
     STD,
     Box,
-    FaceDetector,
-    crop_face,
+    Photo,
     decode_image,
     normalize,
     prepare_faces,
+    prepare_photo,
     whole_image,
 )
 
@@ -133,12 +137,34 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert reason(exc) == ("image_too_large", 413)
 
 
-def test_absurd_dimensions_within_the_pixel_limit_still_decode_or_refuse_cleanly():
-    data = png_bomb(100_000, 2)  # 200,000 pixels: allowed, a strip with no face
-    assert decode_image(data, MAX_PIXELS).shape == (2, 100_000)
+@pytest.mark.parametrize(("width", "height"), [(40_000, 1_000), (39_000_000, 1), (1, 39_000_000), (100_000, 2)],
+                         ids=["strip-40000x1000", "line-39000000x1", "column-1x39000000", "strip-100000x2"])
+@pytest.mark.parametrize("detect", [False, True])
+def test_extreme_shapes_are_refused_from_the_header(width, height, detect):
+    """The #23 probe: a 4.9 KB 1-bit 40000×1000 PNG padded to 40000² cost 3 GB with detect=false; a 39,000,000×1
+    PNG was a 500. Both are refused before any pixel is decoded, with either setting."""
+    data = png_bomb(width, height)
+    started = time.perf_counter()
     with pytest.raises(EmotuneError) as exc:
-        prepare_faces(data, detect=True)
-    assert reason(exc) == ("no_face", 422)
+        prepare_faces(data) if not detect else prepare_photo(data)
+    assert time.perf_counter() - started < 1.0
+    assert exc.value.status in (413, 422) and exc.value.code in ("invalid_dimensions", "image_too_large")
+    assert "×" in exc.value.message
+
+
+def test_the_widest_accepted_shape_does_bounded_work():
+    """The most elongated image that passes (MAX_ASPECT:1) becomes a 48×48 input without padding at full size."""
+    data = png_bomb(MAX_ASPECT * 300, 300)
+    faces = prepare_faces(data)
+    assert faces.inputs.shape == (1, 1, SIZE, SIZE) and (faces.width, faces.height) == (MAX_ASPECT * 300, 300)
+    photo = prepare_photo(data)
+    assert max(photo.pixels.shape) == DETECT_MAX_SIDE and photo.pixels.shape[0] >= 1
+
+
+def test_every_side_over_the_limit_is_refused():
+    with pytest.raises(EmotuneError) as exc:
+        decode_image(png_bomb(25_000, 2_000), MAX_PIXELS)
+    assert reason(exc) == ("image_too_large", 413)
 
 
 def test_over_the_byte_limit():
@@ -148,18 +174,10 @@ def test_over_the_byte_limit():
     assert reason(exc) == ("file_too_large", 413)
 
 
-# ---------------------------------------------------------------- faces
+# ---------------------------------------------------------------- the photo face_pipeline gets
 @pytest.fixture(scope="module")
 def astronaut() -> bytes:
     return skimage_image("astronaut.png").read_bytes()
-
-
-def test_one_face(astronaut):
-    faces = prepare_faces(astronaut)
-    assert faces.detected and len(faces.boxes) == 1
-    box = faces.boxes[0]
-    assert 140 < box.x + box.width / 2 < 260 and 60 < box.y + box.height / 2 < 160  # Eileen Collins' face, 512×512 picture
-    assert faces.inputs.shape == (1, 1, SIZE, SIZE) and faces.inputs.dtype == np.float32
 
 
 def two_faces(astronaut: bytes) -> bytes:
@@ -170,25 +188,42 @@ def two_faces(astronaut: bytes) -> bytes:
     return encode(canvas, "JPEG", quality=92)
 
 
-def test_two_faces_largest_first(astronaut):
-    faces = prepare_faces(two_faces(astronaut))
-    assert len(faces.boxes) == 2 and faces.inputs.shape[0] == 2
-    big, small = faces.boxes
-    assert big.area > small.area
-    assert big.x > 560 and small.x < 320
+def test_a_small_photo_is_sent_as_it_is(astronaut):
+    photo = prepare_photo(astronaut)
+    assert photo.pixels.shape == (512, 512) and photo.pixels.dtype == np.uint8 and (photo.width, photo.height) == (512, 512)
+    assert np.array_equal(photo.pixels, decode_image(astronaut, MAX_PIXELS))
 
 
-@pytest.mark.parametrize("name", ["coffee.png", "chelsea.png"])
-def test_no_face_is_an_error_not_a_guess(name):
-    with pytest.raises(EmotuneError) as exc:
-        prepare_faces(skimage_image(name).read_bytes())
-    assert reason(exc) == ("no_face", 422)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_large_photo_is_bounded_and_its_boxes_map_back(fmt):
+    y, x = np.mgrid[0:3000, 0:4000]
+    big = Image.fromarray(((x // 7 + y // 5) % 256).astype(np.uint8), "L")
+    photo = prepare_photo(encode(big, fmt))
+    assert max(photo.pixels.shape) == DETECT_MAX_SIDE and (photo.width, photo.height) == (4000, 3000)
+    assert abs(photo.pixels.shape[0] / photo.pixels.shape[1] - 0.75) < 0.01
+    (box,) = photo.boxes(np.array([[128, 96, 320, 320]]))
+    assert box == Box(400, 300, 1000, 1000)
 
 
-def test_no_face_in_a_blank_image():
-    with pytest.raises(EmotuneError) as exc:
-        prepare_faces(encode(Image.new("RGB", (640, 480), (200, 180, 160)), "JPEG"))
-    assert exc.value.code == "no_face"
+def test_an_exif_rotated_photo_is_sent_upright():
+    image = Image.new("L", (3000, 1500), 0)
+    image.paste(255, (0, 0, 300, 300))  # a white mark top-left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90° clockwise: portrait, the mark top-right
+    photo = prepare_photo(encode(image, "JPEG", exif=exif.tobytes(), quality=95))
+    assert (photo.width, photo.height) == (1500, 3000)
+    h, w = photo.pixels.shape
+    assert h > w and max(h, w) == DETECT_MAX_SIDE and photo.pixels[: h // 20, -w // 20 :].mean() > 200
+
+
+def test_boxes_are_clipped_to_the_photo():
+    photo = Photo(np.zeros((100, 200), np.uint8), 400, 200)
+    assert photo.boxes(np.array([[-10, -10, 50, 50], [180, 90, 40, 40]])) == [Box(0, 0, 80, 80), Box(360, 180, 40, 20)]
+
+
+def test_detection_is_not_done_in_the_gateway(astronaut):
+    with pytest.raises(ValueError):
+        prepare_faces(astronaut, detect=True)
 
 
 def test_detect_false_takes_the_whole_image(astronaut):
@@ -197,40 +232,15 @@ def test_detect_false_takes_the_whole_image(astronaut):
     assert faces.inputs.shape == (1, 1, SIZE, SIZE)
 
 
-def test_max_faces_keeps_the_largest(astronaut):
-    faces = prepare_faces(two_faces(astronaut), max_faces=1)
-    assert len(faces.boxes) == 1 and faces.boxes[0].x > 560
-
-
-def test_sample_photo_face(shared_data):
-    faces = prepare_faces((shared_data / "samples" / "surprised.jpg").read_bytes())
-    assert (faces.width, faces.height) == (1200, 810)
-    assert len(faces.boxes) >= 1
-    box = faces.boxes[0]
-    assert box.width > 300 and 400 < box.x + box.width / 2 < 800
-
-
-def test_detector_is_safe_across_threads(astronaut):
-    import concurrent.futures
-
-    detector = FaceDetector()
-    gray = decode_image(astronaut, MAX_PIXELS)
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: detector.detect(gray), range(8)))
-    assert all(r == results[0] and len(r) == 1 for r in results)
-
-
 # ---------------------------------------------------------------- crops and model input
-def test_crop_pads_past_the_border():
-    gray = np.full((100, 100), 50, np.uint8)
-    crop = crop_face(gray, Box(-20, -20, 60, 60))  # partly outside: edge-replicated, still square
-    assert crop.shape == (SIZE, SIZE) and (crop == 50).all()
-
-
 def test_whole_image_keeps_a_48_square_untouched_and_squares_others():
     fer_like = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
     assert whole_image(fer_like) is fer_like
     assert whole_image(np.zeros((30, 90), np.uint8)).shape == (SIZE, SIZE)
+    strip = np.zeros((40, 800), np.uint8)
+    strip[:, 400:] = 200
+    square = whole_image(strip)  # shrunk to 48 wide first, then edge-padded: left half dark, right half bright
+    assert square.shape == (SIZE, SIZE) and square[:, :20].max() == 0 and square[:, 28:].min() == 200
 
 
 def test_normalize():
