@@ -55,6 +55,7 @@ async def ui_config(request: Request) -> dict:
         "recommendation_limit": settings.recommendation_limit,
         "max_recommendation_limit": settings.max_recommendation_limit,
         "recommender": recommender is not None,
+        "api_key_required": bool(getattr(settings, "api_keys", None)),
         "enrichment": {"enabled": app_auth,
                        "message": "album art and previews come from Spotify" if app_auth else
                        "Spotify is not configured on this server (SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET), so tracks come "

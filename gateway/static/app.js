@@ -35,6 +35,8 @@ class ApiError extends Error {
 
 async function api(path, { json, form, method = "POST" } = {}) {
   const options = { method, headers: { Accept: "application/json" } };
+  const key = sessionStorage.getItem("emotune-api-key");
+  if (key) options.headers.Authorization = `Bearer ${key}`;
   if (json !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(json);
@@ -62,6 +64,7 @@ async function api(path, { json, form, method = "POST" } = {}) {
   if (!response.ok) {
     const code = (body && body.error) || `http_${response.status}`;
     const message = (body && body.message) || response.statusText || "no details";
+    if (response.status === 401) $("key-form").hidden = false;
     throw new ApiError(response.status, code, message);
   }
   return body;
@@ -91,6 +94,7 @@ function sentence(err) {
   if (err.status === 503) {
     return `The emotion service is unavailable right now (503): the inference server is down or still loading its models. ${detail}`;
   }
+  if (err.status === 401) return `This server needs an API key: enter it at the top of the page. ${detail}`;
   if (err.status === 429) return `The server is busy or you sent many requests in a row; wait a moment and try again. ${detail}`;
   const lead = LEADS[err.code] || LEADS[err.code && err.code.replace(/^.*:/, "")];
   return lead ? `${lead} ${detail}` : detail;
@@ -671,6 +675,7 @@ async function loadConfig() {
   limit.max = String(state.config.max_recommendation_limit);
   limit.value = String(state.config.recommendation_limit);
   $("text-input").maxLength = state.config.max_text_chars || 5000;
+  if (state.config.api_key_required) $("key-form").hidden = false;
   $("playlist-note").textContent = state.config.playlist.enabled ? "" : `Playlist button off: ${state.config.playlist.message}.`;
 }
 
@@ -686,6 +691,13 @@ function start() {
   window.addEventListener("unhandledrejection", (e) => { pageError(sentence(e.reason)); e.preventDefault(); });
 
   $("text-form").addEventListener("submit", analyseText);
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("api-key").value.trim();
+    if (key) sessionStorage.setItem("emotune-api-key", key);
+    else sessionStorage.removeItem("emotune-api-key");
+    checkServer();
+  });
   $("text-input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("text-form").requestSubmit();
   });

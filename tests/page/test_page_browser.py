@@ -9,10 +9,15 @@ import time
 import numpy as np
 import pytest
 
+pytest.importorskip("selenium", reason="browser tests need selenium (the [test] extra)")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
 from tests.conftest import REPOSITORY, free_port, start_gateway, stop_gateway
 
 WAIT_S = 90  # first requests on a shared 2-core machine are slow; a passing run takes a few seconds per step
 RECORD_S = 4.0
+API_KEY = "page-test-key"
 HAPPY_TEXT = "I just got the best news of my life and I can't stop smiling, everything is wonderful!"
 
 
@@ -176,13 +181,21 @@ def test_photo_without_a_face_is_a_sentence(make_browser, gateway_url, screensho
     assert _page_errors(driver) == []
 
 
-def test_phone_width_has_no_sideways_scroll(make_browser, gateway_url, screenshot):
+def test_phone_width_keyboard_and_labels(make_browser, gateway_url, screenshot):
     driver = make_browser()
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
     _open(driver, gateway_url)
     assert driver.execute_script("return window.innerWidth") == 390
-    _type_text(driver)
-    driver.find_element("id", "text-go").click()
+    # Keyboard only: Tab from the top reaches the text box, then its button; Enter submits.
+    focused = lambda: driver.execute_script("return document.activeElement.id")  # noqa: E731
+    for _ in range(5):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if focused() == "text-input":
+            break
+    assert focused() == "text-input"
+    ActionChains(driver).send_keys(HAPPY_TEXT).send_keys(Keys.TAB).perform()
+    assert focused() == "text-go"
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
     _wait(driver, lambda d: len(d.find_elements("css selector", "#tracks .track")) > 0, what="tracks")
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
     unlabelled = driver.execute_script("""
@@ -218,7 +231,8 @@ def test_triton_down_shows_the_503_sentence(make_browser, dead_triton_gateway, s
 
 @pytest.fixture
 def spotify_gateway(triton, tmp_path):
-    """A gateway whose Spotify is the local fake, with a user's refresh token: album details, previews, playlists."""
+    """A configured deployment: an API key, and Spotify (the local fake) with a user's refresh token: album details,
+    previews, playlists."""
     from tests.fakes.spotify_server import FakeSpotify
 
     with FakeSpotify() as fake:
@@ -226,23 +240,29 @@ def spotify_gateway(triton, tmp_path):
                                       "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "SPOTIPY_CLIENT_ID": "page-test",
                                       "SPOTIPY_CLIENT_SECRET": "page-secret", "SPOTIPY_REDIRECT_URI": "http://127.0.0.1:9/callback",
                                       "EMOTUNE_SPOTIFY_REFRESH_TOKEN": "page-refresh", "EMOTUNE_SPOTIFY_API_PREFIX": fake.api_prefix,
-                                      "EMOTUNE_SPOTIFY_TOKEN_URL": fake.token_url}, tmp_path / "gateway.log")
+                                      "EMOTUNE_SPOTIFY_TOKEN_URL": fake.token_url, "EMOTUNE_API_KEYS": f'["{API_KEY}"]'},
+                                     tmp_path / "gateway.log")
         try:
             yield url, fake
         finally:
             stop_gateway(process)
 
 
-def test_spotify_details_playlist_and_downloads(make_browser, spotify_gateway, screenshot, tmp_path):
+def test_api_key_spotify_details_playlist_and_downloads(make_browser, spotify_gateway, screenshot, tmp_path):
     url, fake = spotify_gateway
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     driver = make_browser()
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     _open(driver, url)
+    assert driver.find_element("id", "api-key").is_displayed(), "the page asks for the key the server needs"
     _type_text(driver)
     driver.find_element("id", "text-go").click()
+    _wait(driver, lambda d: "API key" in _text(d, "#text-card .error"), 30, "the 401 sentence")
+    driver.find_element("id", "api-key").send_keys(API_KEY + Keys.ENTER)
+    driver.find_element("id", "text-go").click()
     _wait(driver, lambda d: len(d.find_elements("css selector", "#tracks .track")) > 0, what="tracks")
+    assert not _text(driver, "#text-card .error")
     first = driver.find_element("css selector", "#tracks .track")
     assert "Album of" in first.find_element("css selector", ".track-meta").text
     preview = first.find_element("css selector", "audio")
