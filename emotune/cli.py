@@ -9,30 +9,17 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> None:
-    if args.model == "text":
-        from training.text import TextTrainConfig, train_text
+    import importlib
 
-        cfg = TextTrainConfig(
-            data_dir=args.data_dir or TextTrainConfig.data_dir, out_dir=args.out_dir or Path("runs/text"),
-            epochs=args.epochs or 3, batch_size=args.batch_size or 32, encoder_lr=args.lr or 5e-5,
-            max_length=args.max_length or 64, limit=args.limit, test_limit=args.test_limit,
-            fold_love=not args.keep_love, device=args.device, seed=args.seed, threads=args.threads,
-            evaluate_only=args.evaluate_only,
-        )
-        report = train_text(cfg)
-        print(f"test accuracy {report['test_pytorch_fp32']['accuracy']:.4f}  macro-F1 {report['test_pytorch_fp32']['macro_f1']:.4f}")
-    else:
-        import importlib
-
-        module = importlib.import_module(f"training.{args.model}")
-        module.main(args)
+    importlib.import_module(f"training.{args.model}").main(args)
 
 
 def _export(args: argparse.Namespace) -> None:
     import importlib
 
-    module = importlib.import_module(f"export.{args.model}")
-    module.export(run_dir=args.run_dir or Path(f"runs/{args.model}"), repository=args.repository, args=args)
+    from export.pipeline import ExportOptions
+
+    importlib.import_module(f"export.{args.model}").export(ExportOptions.from_args(args))
 
 
 def _triton(args: argparse.Namespace) -> None:
@@ -151,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=["text", "speech", "face"])
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
+    p.add_argument("--data-dir", type=Path, help="the model's data (default: its folder under ../shared/data)")
     p.add_argument("--test-limit", type=int, help="evaluate variants on a subset of the test split")
     p.set_defaults(func=_export)
 

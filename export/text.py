@@ -1,27 +1,29 @@
-"""Text model export: checkpoint → ONNX (parity-checked) → optimized → INT8 (CPU) / FP16 (GPU) → repository."""
+"""Text model export: checkpoint → ONNX (parity-checked) → optimized → INT8 (CPU) / FP16 (GPU) → repository, with the
+INT8 file's temperature fitted on the training run's validation split (carved from train.csv; test.csv is only reported)."""
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.onnx import export_onnx, run, session
-from export.parity import check_parity
+from export.onnx import run, session
+from export.pipeline import ExportOptions, ModelExport, run_export, write_model_report
 from export.quantize import optimize_transformer, quantize_int8, to_fp16
-from export.repository import ModelSpec, write_model
+from export.repository import ModelSpec
 from gateway.model_info import TensorSpec
+from gateway.postprocessing import calibrate as apply_temperature
 from gateway.preprocessing.text import TextTokenizer
+from training.calibration import calibration_summary, evaluate_temperature, reliability_diagram, rows_scaler
 from training.data import read_text_split
-from training.report import classification_metrics, write_report
-from training.text import TextEmotionModel, encoder_dir
+from training.report import classification_metrics
+from training.text import TextEmotionModel, encoder_dir, text_val_split
 
 MODEL_NAME = "text_emotion"
 PAD_TO_MULTIPLE = 16  # requests fall into a few shape classes, so Triton's dynamic batcher can group them
+SERVED = "onnx_int8 (served on CPU)"
 
 
 class _Probabilities(torch.nn.Module):
@@ -35,14 +37,18 @@ class _Probabilities(torch.nn.Module):
         return torch.softmax(self.model(input_ids, attention_mask), dim=-1)
 
 
-def _evaluate(onnx_path: Path, tokenizer: TextTokenizer, texts: list[str], labels: np.ndarray, names: list[str]) -> dict:
+def onnx_probabilities(onnx_path: Path, tokenizer: TextTokenizer, texts: list[str]) -> np.ndarray:
+    """Class probabilities of each text, batched 32 at a time in length order (as the gateway sends them)."""
     sess = session(onnx_path)
     order = np.argsort([len(t) for t in texts])
-    probs = np.zeros((len(texts), len(names)), dtype=np.float32)
+    rows = []
     for start in range(0, len(order), 32):
         idx = order[start : start + 32]
-        probs[idx] = run(sess, tokenizer.encode([texts[i] for i in idx]))
-    return classification_metrics(labels, probs.argmax(1), names)
+        rows.append((idx, run(sess, tokenizer.encode([texts[i] for i in idx]))))
+    probs = np.zeros((len(texts), rows[0][1].shape[1]), dtype=np.float32)
+    for idx, p in rows:
+        probs[idx] = p
+    return probs
 
 
 def text_model_spec(labels: list[str], max_length: int) -> ModelSpec:
@@ -62,52 +68,73 @@ def text_model_spec(labels: list[str], max_length: int) -> ModelSpec:
     )
 
 
-def export(run_dir: Path, repository: Path, args=None) -> dict:
+def export(options: ExportOptions) -> dict:
+    run_dir = options.run_dir
     meta = json.loads((run_dir / "train_config.json").read_text())
     labels, max_length = meta["labels"], meta["max_length"]
     model = TextEmotionModel(len(labels), encoder=encoder_dir())
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
-    model.eval()
     served = _Probabilities(model).eval()
     tokenizer = TextTokenizer(encoder_dir() / "tokenizer.json", max_length)
-    test = read_text_split(Path(getattr(args, "data_dir", None) or "../shared/data/text") / "test.csv", labels, meta["fold_love"])
-    limit = getattr(args, "test_limit", None)
-    if limit:
-        test.texts, test.labels = test.texts[:limit], test.labels[:limit]
+    data_dir = options.data("text")
+    test = read_text_split(data_dir / "test.csv", labels, meta["fold_love"])
+    val = text_val_split(data_dir, labels, meta["fold_love"], meta.get("limit"), meta.get("val_fraction", 0.1), meta.get("seed", 13))
+    if options.test_limit:
+        test.texts, test.labels = test.texts[: options.test_limit], test.labels[: options.test_limit]
+    reports = options.repository / "reports" / MODEL_NAME
+    test_probs: dict[str, np.ndarray] = {}
 
-    work = run_dir / "onnx"
+    def variants(fp32: Path, work: Path) -> dict[str, Path]:
+        cfg = model.encoder.config
+        optimized = optimize_transformer(fp32, work / "model_optimized.onnx", cfg.num_attention_heads, cfg.hidden_size)
+        optimized_cpu = optimize_transformer(fp32, work / "model_optimized_cpu.onnx", cfg.num_attention_heads, cfg.hidden_size, skip_layer_norm=False)
+        return {"onnx_fp32": fp32, "onnx_optimized_fp32": optimized_cpu, SERVED: quantize_int8(optimized_cpu, work / "model_int8.onnx"),
+                "onnx_fp16 (GPU flavour)": to_fp16(optimized, work / "model_fp16.onnx")}
+
+    def evaluate(name: str, path: Path) -> dict | None:
+        if "fp16" in name:  # for GPUs; not scored on this CPU
+            return None
+        test_probs[name] = onnx_probabilities(path, tokenizer, test.texts)
+        return classification_metrics(test.labels, test_probs[name].argmax(1), labels)
+
+    def calibrate(path: Path) -> dict:
+        probs = onnx_probabilities(path, tokenizer, val.texts)
+        summary = calibration_summary(lambda rows: rows_scaler(probs[rows]), val.labels, f"validation split of train.csv ({len(val.labels)} rows)")
+        summary["val_accuracy_as_served"] = round(float((probs.argmax(1) == val.labels).mean()), 4)
+        t = summary["temperature"]
+        summary["test_as_served"] = evaluate_temperature(test_probs[SERVED], test.labels, t, "text/test.csv (reported only)")
+        reliability_diagram(probs, apply_temperature(probs, t), val.labels, t, "text_emotion INT8, validation split", reports / "reliability.png")
+        return summary
+
     example = {k: torch.from_numpy(v) for k, v in tokenizer.encode(["export example", "a second example text"]).items()}
-    fp32 = export_onnx(served, example, ["probabilities"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                                           "probabilities": {0: "batch"}}, work / "model_fp32.onnx")
-    parity_batches = [tokenizer.encode(test.texts[i : i + 8]) for i in range(0, min(len(test.texts), 64), 8)]
-    parity = check_parity(served, fp32, parity_batches, atol=1e-4)
-    cfg = model.encoder.config
-    optimized = optimize_transformer(fp32, work / "model_optimized.onnx", cfg.num_attention_heads, cfg.hidden_size)
-    optimized_cpu = optimize_transformer(fp32, work / "model_optimized_cpu.onnx", cfg.num_attention_heads, cfg.hidden_size, skip_layer_norm=False)
-    int8 = quantize_int8(optimized_cpu, work / "model_int8.onnx")
-    fp16 = to_fp16(optimized, work / "model_fp16.onnx")
-
-    variants = {"onnx_fp32": fp32, "onnx_optimized_fp32": optimized_cpu, "onnx_int8 (served on CPU)": int8}
-    accuracy = {name: _evaluate(path, tokenizer, test.texts, test.labels, labels) for name, path in variants.items()}
-
-    spec = text_model_spec(labels, max_length)
-    write_model(repository, spec, {"python": int8, "onnxruntime": fp16}, files={"tokenizer.json": encoder_dir() / "tokenizer.json"})
+    description = ModelExport(
+        spec=text_model_spec(labels, max_length),
+        served=served,
+        example=example,
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "probabilities": {0: "batch"}},
+        parity_batches=[tokenizer.encode(test.texts[i : i + 8]) for i in range(0, min(len(test.texts), 64), 8)],
+        variants=variants,
+        flavours={"python": SERVED, "onnxruntime": "onnx_fp16 (GPU flavour)"},
+        evaluate=evaluate,
+        calibrate=calibrate,
+        files={"tokenizer.json": encoder_dir() / "tokenizer.json"},
+    )
+    exported = run_export(description, options)
 
     train_report = json.loads((run_dir / "report.json").read_text())
+    served_probs, fp32_probs = test_probs[SERVED], test_probs["onnx_fp32"]
     report = {
-        **{k: v for k, v in train_report.items() if k not in ("test_pytorch_fp32",)},
+        **{k: v for k, v in train_report.items() if k not in ("test_pytorch_fp32", "command")},
         "train_command": train_report.get("command"),
-        "export_command": shlex.join(["emotune", *sys.argv[1:]]),
-        "parity_max_abs_diff_fp32": float(f"{parity:.3g}"),
+        **exported.report(),
         "files": {"python flavour (CPU)": "model_int8.onnx", "onnxruntime flavour (GPU, TensorRT FP16)": "model_fp16.onnx"},
-        "sizes_mb": {p.name: round(p.stat().st_size / 2**20, 1) for p in (fp32, optimized, optimized_cpu, int8, fp16)},
+        "int8_vs_fp32_on_test": {"argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
+                                 "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4)},
         "test_pytorch_fp32": train_report["test_pytorch_fp32"],
-        **{f"test_{name}": metrics for name, metrics in accuracy.items()},
+        **{f"test_{name}": metrics for name, metrics in exported.metrics.items()},
     }
-    report.pop("command", None)
-    reports = repository / "reports" / MODEL_NAME
-    write_report(reports, "text_emotion (served: INT8 ONNX)", report, labels, "test_onnx_int8 (served on CPU)")
-    served_acc = accuracy["onnx_int8 (served on CPU)"]["accuracy"]
-    print(f"parity {parity:.2e}; test accuracy: " + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in accuracy.items()))
-    print(f"served INT8 accuracy {served_acc:.4f}; repository written to {repository}")
+    write_model_report(options.repository, MODEL_NAME, "text_emotion (served: INT8 ONNX)", report, labels, f"test_{SERVED}")
+    print(f"parity {exported.parity:.2e}; test accuracy: " + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in exported.metrics.items()))
+    print(f"served INT8 accuracy {exported.metrics[SERVED]['accuracy']:.4f}; temperature {exported.calibration['temperature']}; "
+          f"repository written to {options.repository}")
     return report

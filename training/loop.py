@@ -45,7 +45,7 @@ def predict(model: torch.nn.Module, batches: Iterable[Batch], device: str, desc:
 def fit(
     model: torch.nn.Module,
     train_batches: Callable[[int], Iterable[Batch]],
-    val_batches: Callable[[], Iterable[Batch]],
+    val_batches: Callable[[], Iterable[Batch]] | None,
     optimizer: torch.optim.Optimizer,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     epochs: int,
@@ -54,10 +54,13 @@ def fit(
     device: str = "cpu",
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     max_grad_norm: float | None = 1.0,
+    val_reduce: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> FitResult:
     """Train for up to ``epochs``; keep the weights with the best validation macro-F1; stop after ``patience`` epochs without gain.
 
     ``train_batches(epoch)`` yields the epoch's batches (so the caller controls shuffling and augmentation).
+    ``val_batches=None`` trains every epoch and keeps the last weights (a count chosen elsewhere, e.g. by cross-validation).
+    ``val_reduce`` maps the validation rows' (probabilities, labels) to the unit that is scored (speech: windows → clips).
     """
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     model.to(device)
@@ -81,14 +84,22 @@ def fit(
             total += loss.item() * len(y)
             seen += len(y)
             bar.set_postfix(loss=f"{total / seen:.4f}")
+        row = {"epoch": epoch, "train_loss": round(total / max(seen, 1), 4), "seconds": round(time.perf_counter() - started, 1)}
+        if val_batches is None:
+            result.history.append(row)
+            result.best_epoch = epoch
+            continue
         probs, labels = predict(model, val_batches(), device, desc="validate")
+        if val_reduce is not None:
+            probs, labels = val_reduce(probs, labels)
         preds = probs.argmax(1)
         val_f1 = float(f1_score(labels, preds, average="macro"))
         val_acc = float((preds == labels).mean())
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_accuracy": val_acc, "val_macro_f1": val_f1,
-               "seconds": round(time.perf_counter() - started, 1)}
+        val_loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+        row.update(val_loss=round(val_loss, 4), val_accuracy=round(val_acc, 4), val_macro_f1=round(val_f1, 4),
+                   seconds=round(time.perf_counter() - started, 1))
         result.history.append(row)
-        tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f}  val acc {val_acc:.4f}  val macro-F1 {val_f1:.4f}")
+        tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  val acc {val_acc:.4f}  val macro-F1 {val_f1:.4f}")
         if val_f1 > result.best_val_f1:
             result.best_epoch, result.best_val_f1, stale = epoch, val_f1, 0
             torch.save(model.state_dict(), checkpoint)
@@ -97,5 +108,7 @@ def fit(
             if stale >= patience:
                 tqdm.write(f"early stop: no gain in {patience} epochs")
                 break
+    if val_batches is None:
+        torch.save(model.state_dict(), checkpoint)
     model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True))
     return result

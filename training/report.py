@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+
+def record_command() -> str:
+    """The command that is running, as a reader would retype it: ``emotune …`` or ``python -m <module> …``."""
+    if Path(sys.argv[0]).name == "emotune":
+        return shlex.join(["emotune", *sys.argv[1:]])
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return shlex.join(["python", "-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]])
+    return shlex.join(["python", *sys.argv])
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
@@ -50,7 +62,7 @@ def write_report(out_dir: Path, title: str, report: dict, labels: list[str], mat
     plot_confusion_matrix(report[matrix_key]["confusion_matrix"], labels, title, out_dir / "confusion_matrix.png")
     lines = [f"# {title}", ""]
     for key, value in report.items():
-        if isinstance(value, dict) and "accuracy" in value:
+        if isinstance(value, dict) and "accuracy" in value and "n" in value:
             lines += [f"## {key}", "", f"- rows: {value['n']}", f"- accuracy: **{value['accuracy']:.4f}**",
                       f"- macro-F1: **{value['macro_f1']:.4f}**", "", "| class | F1 |", "|---|---|"]
             lines += [f"| {k} | {v:.4f} |" for k, v in value["per_class_f1"].items()]

@@ -6,19 +6,15 @@ Speaker-independent by construction: validation and test actors are whole actors
 Augmentation (noise, pitch shift, time stretch, gain) is applied to the waveform before trimming and feature
 extraction; a few augmented copies of each training clip are computed once and cached under ``<out_dir>/cache``.
 
-``--variant whisper`` trains the pretrained-encoder variant instead (``training.speech_whisper``), on the same
-split, windows and augmented copies.
+``--variant whisper`` trains the pretrained-encoder variant instead (``training.speech_whisper``: its own config,
+chosen and scored by actor-grouped cross-validation over every actor), on the same windows and augmented copies.
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 import json
 import math
-import shlex
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -26,21 +22,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from gateway.preprocessing import InvalidInput
-from gateway.preprocessing.audio import (
-    FeatureStats,
-    SpeechFeatureConfig,
-    extract_speech_features,
-    read_audio,
-    speech_windows,
-    trim_silence,
-    utterance_normalize,
-)
+from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, speech_windows
 from training.loop import fit, predict, seed_everything
-from training.report import classification_metrics, write_report
-
-RAVDESS_EMOTIONS = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust", 8: "surprised"}
-DESIGNED_LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust"]
+from training.options import config_from_args
+from training.ravdess import (  # noqa: F401  (re-exported: the speech modules' one import)
+    DESIGNED_LABELS,
+    RAVDESS_EMOTIONS,
+    Clip,
+    augment_waveform,
+    cached_features,
+    clip_features,
+    clip_probabilities,
+    limit_clips,
+    parse_ravdess_name,
+    read_ravdess,
+    split_by_actor,
+)
+from training.report import classification_metrics, record_command, write_report
+from training.speech_whisper import WhisperTrainConfig, parse_variant, train_whisper
 
 
 @dataclass
@@ -66,139 +65,6 @@ class SpeechTrainConfig:
     seed: int = 13
     threads: int | None = None
     workers: int = 2  # feature-extraction processes
-
-
-@dataclass
-class Clip:
-    path: Path
-    actor: int
-    label: int
-    emotion: str
-
-
-def parse_ravdess_name(path: Path) -> tuple[int, int]:
-    """``MM-VV-EE-II-SS-RR-AA`` → (emotion code, actor id)."""
-    parts = path.stem.split("-")
-    if len(parts) != 7:
-        raise ValueError(f"not a RAVDESS file name: {path.name}")
-    return int(parts[2]), int(parts[6])
-
-
-def read_ravdess(data_dir: Path, labels: list[str]) -> list[Clip]:
-    """Every clip whose emotion is in ``labels`` (so 'surprised' is dropped by the default label list)."""
-    clips = []
-    for path in sorted(Path(data_dir).glob("Actor_*/*.*")):
-        if path.suffix.lower() not in (".flac", ".wav"):
-            continue
-        code, actor = parse_ravdess_name(path)
-        emotion = RAVDESS_EMOTIONS[code]
-        if emotion in labels:
-            clips.append(Clip(path, actor, labels.index(emotion), emotion))
-    if not clips:
-        raise FileNotFoundError(f"no RAVDESS clips under {data_dir}")
-    return clips
-
-
-def split_by_actor(clips: list[Clip], val_actors, test_actors) -> tuple[list[Clip], list[Clip], list[Clip]]:
-    """Whole actors go to validation and test, by id; the rest train."""
-    held = set(val_actors) | set(test_actors)
-    if set(val_actors) & set(test_actors):
-        raise ValueError("validation and test actors overlap")
-    train = [c for c in clips if c.actor not in held]
-    val = [c for c in clips if c.actor in set(val_actors)]
-    test = [c for c in clips if c.actor in set(test_actors)]
-    return train, val, test
-
-
-def limit_clips(clips: list[Clip], limit: int | None, seed: int) -> list[Clip]:
-    """A subset stratified by label (every label keeps some clips)."""
-    if not limit or limit >= len(clips):
-        return clips
-    rng = np.random.default_rng(seed)
-    by_label: dict[int, list[Clip]] = {}
-    for c in clips:
-        by_label.setdefault(c.label, []).append(c)
-    per = max(1, limit // len(by_label))
-    keep = [group[i] for group in by_label.values() for i in rng.permutation(len(group))[:per]]
-    return sorted(keep, key=lambda c: c.path)
-
-
-# ------------------------------------------------------------------------------------------------ augmentation
-
-
-def augment_waveform(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """Random gain (±6 dB), and each with probability ½: time stretch (×0.85–1.15), pitch shift (±2 semitones),
-    additive noise (white or pink, 10–30 dB SNR)."""
-    import librosa
-
-    y = y.astype(np.float32)
-    if rng.random() < 0.5:
-        y = librosa.effects.time_stretch(y, rate=float(rng.uniform(0.85, 1.15)))
-    if rng.random() < 0.5:
-        y = librosa.effects.pitch_shift(y, sr=sr, n_steps=float(rng.uniform(-2.0, 2.0)))
-    y = y * float(10 ** (rng.uniform(-6.0, 6.0) / 20))
-    if rng.random() < 0.5:
-        noise = rng.standard_normal(len(y)).astype(np.float32)
-        if rng.random() < 0.5:  # pink: 1/f power
-            spectrum = np.fft.rfft(noise)
-            spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
-            noise = np.fft.irfft(spectrum, n=len(y)).astype(np.float32)
-        signal_power = float(np.mean(y**2)) + 1e-12
-        snr_db = float(rng.uniform(10.0, 30.0))
-        noise *= math.sqrt(signal_power / (10 ** (snr_db / 10)) / (float(np.mean(noise**2)) + 1e-12))
-        y = y + noise
-    peak = float(np.abs(y).max())
-    return (y / peak * 0.99 if peak > 0.99 else y).astype(np.float32)
-
-
-def clip_features(path: Path, config: SpeechFeatureConfig, variant: int = 0, seed: int = 0) -> np.ndarray:
-    """Un-normalized ``(frames, dim)`` features of one file: variant 0 is the file as the gateway sees it,
-    variants ≥ 1 are augmented copies (deterministic per file, variant and seed)."""
-    samples, _ = read_audio(Path(path).read_bytes(), config, max_seconds=600)
-    if variant:
-        digest = hashlib.sha256(f"{Path(path).name}:{variant}:{seed}".encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-        samples = augment_waveform(samples, config.sample_rate, rng)
-    try:
-        trimmed, _ = trim_silence(samples, config)
-    except InvalidInput:
-        trimmed = samples
-    return extract_speech_features(trimmed, config)
-
-
-def _cache_key(config: SpeechFeatureConfig, seed: int) -> str:
-    features = {k: v for k, v in config.to_dict().items() if k != "utterance_norm"}  # applied after the cache
-    text = json.dumps({"features": features, "seed": seed, "augment": 1}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _extract_job(job: tuple[str, dict, int, int]) -> np.ndarray:
-    path, config, variant, seed = job
-    return clip_features(Path(path), SpeechFeatureConfig.from_dict(config), variant, seed)
-
-
-def cached_features(clips: list[Clip], variant: int, config: SpeechFeatureConfig, cache_dir: Path, seed: int,
-                    workers: int = 1) -> list[np.ndarray]:
-    """Features of ``clips`` for one variant, computed once per file and kept in ``cache_dir`` as ``.npy``
-    (before the per-clip normalization, which is applied on loading: it does not need a cache of its own)."""
-    final, config = config, replace(config, utterance_norm="none")
-    directory = cache_dir / _cache_key(config, seed) / f"v{variant}"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory.parent / "features.json").write_text(json.dumps(config.to_dict(), indent=2))
-    paths = [directory / f"{c.path.stem}.npy" for c in clips]
-    missing = [i for i, p in enumerate(paths) if not p.exists()]
-    if missing:
-        jobs = [(str(clips[i].path), config.to_dict(), variant, seed) for i in missing]
-        started = time.perf_counter()
-        if workers > 1 and len(jobs) > 8:
-            with ProcessPoolExecutor(workers) as pool:
-                results = list(pool.map(_extract_job, jobs, chunksize=8))
-        else:
-            results = [_extract_job(j) for j in jobs]
-        for i, feats in zip(missing, results):
-            np.save(paths[i], feats)
-        print(f"features: {len(jobs)} clips (variant {variant}) in {time.perf_counter() - started:.1f} s", flush=True)
-    return [utterance_normalize(np.load(p), final) for p in paths]
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -230,11 +96,7 @@ class SpeechEmotionModel(nn.Module):
 def build_model(variant: str, n_features: int, n_labels: int) -> nn.Module:
     if variant in ("cnn_lstm", "designed"):
         return SpeechEmotionModel(n_features, n_labels)
-    if variant.startswith("whisper"):
-        from training.speech_whisper import build_whisper_model
-
-        return build_whisper_model(variant, n_labels)
-    raise ValueError(f"unknown speech variant {variant!r} (known: cnn_lstm, whisper, whisper<blocks>)")
+    raise ValueError(f"unknown designed speech variant {variant!r} (cnn_lstm; the whisper variants: training.speech_whisper)")
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -297,13 +159,6 @@ def window_batches(windows: np.ndarray, labels: np.ndarray, batch_size: int = 64
         yield {"features": torch.from_numpy(windows[start : start + batch_size]), "labels": torch.from_numpy(labels[start : start + batch_size])}
 
 
-def clip_probabilities(window_probs: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
-    """A clip's answer is the mean of its windows' probabilities (what the gateway does)."""
-    out = np.zeros((n_clips, window_probs.shape[1]), dtype=np.float64)
-    np.add.at(out, owner, window_probs)
-    return (out / np.bincount(owner, minlength=n_clips)[:, None]).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------------ training
 
 
@@ -317,10 +172,6 @@ def write_train_config(cfg: SpeechTrainConfig, fc: SpeechFeatureConfig, train: l
             f"{list(cfg.val_actors)} (early stopping), test actors {list(cfg.test_actors)} (held out by id)")
 
 def train_speech(cfg: SpeechTrainConfig) -> dict:
-    if cfg.variant.startswith("whisper"):
-        from training.speech_whisper import train_whisper
-
-        return train_whisper(cfg)
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -377,7 +228,7 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     report = {
         "model": f"speech_emotion ({cfg.variant}): MFCC 40 + chroma 12 + spectral contrast 7 + ZCR"
                  + (f" + {'/'.join(fc.extras)}" if fc.extras else "") + " frames → Conv1D×2 + LSTM×2 (as designed)",
-        "command": shlex.join(["emotune", *sys.argv[1:]]),
+        "command": record_command(),
         "split": split,
         "config": {k: str(v) for k, v in asdict(cfg).items() if k != "features"},
         "features": fc.to_dict(),
@@ -391,17 +242,18 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     return report
 
 
-def main(args) -> dict:
-    """``emotune train speech``: reads the shared CLI options."""
-    cfg = SpeechTrainConfig()
-    overrides = {
-        "data_dir": getattr(args, "data_dir", None), "out_dir": getattr(args, "out_dir", None),
-        "epochs": getattr(args, "epochs", None), "batch_size": getattr(args, "batch_size", None),
-        "lr": getattr(args, "lr", None), "limit": getattr(args, "limit", None),
-        "test_limit": getattr(args, "test_limit", None), "variant": getattr(args, "variant", None),
-        "device": getattr(args, "device", None), "seed": getattr(args, "seed", None), "threads": getattr(args, "threads", None),
-    }
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+def main(args: argparse.Namespace) -> dict:
+    """``emotune train speech [--variant whisper|whisperN]``: the options given on the command line over the variant's config."""
+    if args.variant and args.variant.startswith("whisper"):
+        cfg = config_from_args(WhisperTrainConfig(), args)
+        if (blocks := parse_variant(args.variant)) is not None:
+            cfg = replace(cfg, blocks=blocks, layers=tuple(range(blocks + 1)))
+        report = train_whisper(cfg)
+        cv = report["cv_summary"]["accuracy"]
+        print(f"{cfg.n_folds}-fold actor cross-validation: accuracy {cv['mean']:.4f} ± {cv['std']:.4f} (epoch {report['best_epoch']}); "
+              f"served head trained on every actor; report in {cfg.out_dir}")
+        return report
+    cfg = config_from_args(SpeechTrainConfig(), args)
     report = train_speech(cfg)
     test = report["test_pytorch_fp32"]
     print(f"held-out actors {list(cfg.test_actors)}: accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "

