@@ -96,12 +96,12 @@ def make_browser(fake_media, tmp_path):
 
 @pytest.fixture
 def screenshot(tmp_path):
-    """``screenshot(driver, name, docs_name=None)``: the whole page as a PNG in the test's tmp dir (and in
-    $EMOTUNE_PAGE_SCREENSHOTS/<docs_name> when set), palette-reduced so it stays small."""
+    """``screenshot(driver, name, docs_name=None, full=True)``: the whole page (or the window) as a PNG in the test's tmp
+    dir (and in $EMOTUNE_PAGE_SCREENSHOTS/<docs_name> when set), palette-reduced so it stays small."""
     from PIL import Image
 
-    def take(driver, name: str, docs_name: str | None = None) -> Path:
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    def take(driver, name: str, docs_name: str | None = None, full: bool = True) -> Path:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full})
         image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
         path = tmp_path / f"{name}.png"
         image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
