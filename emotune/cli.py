@@ -28,7 +28,7 @@ def _triton(args: argparse.Namespace) -> None:
     settings = _settings(args)
     with TritonServer.from_settings(settings) as server:
         server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
-        print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url} (health and statistics only)  metrics {server.metrics_url}",
+        print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url} (health, metadata, statistics)  metrics {server.metrics_url}",
               flush=True)
         server.wait()
 
@@ -74,7 +74,7 @@ def _up(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = TritonServer.from_settings(settings, log_file=log)
     with TritonSupervisor(server, ready_timeout_s=settings.triton_ready_timeout_s):
-        print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url} (health and statistics only)  metrics {server.metrics_url}")
+        print(f"Triton   gRPC {server.grpc_url}  HTTP {server.http_url} (health, metadata, statistics)  metrics {server.metrics_url}")
         print(f"Gateway  http://{settings.host}:{settings.port}  (OpenAPI: http://{settings.host}:{settings.port}/docs)", flush=True)
         uvicorn.run("gateway.app:create_app", factory=True, **uvicorn_options(settings))
 

@@ -268,7 +268,7 @@ class TritonServer:
         """Run until tritonserver exits or this process gets SIGINT/SIGTERM (then stop it cleanly)."""
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
-            return self.process.wait()
+            return self.wait_exit()
         except KeyboardInterrupt:
             self.stop()
             return 0
@@ -352,7 +352,6 @@ class TritonSupervisor:
                 return
             backoff = 1.0 if time.monotonic() - started >= self.stable_s else backoff
             log.warning("tritonserver (pid %d) exited with %s; restarting in %.0f s", self.server.process.pid, code, backoff)
-            print(f"tritonserver exited with {code}; restarting in {backoff:.0f} s", file=sys.stderr, flush=True)
             if self._stopping.wait(backoff):
                 return
             backoff = min(backoff * 2, self.max_backoff_s)
@@ -364,7 +363,7 @@ class TritonSupervisor:
                 self.restarts += 1
                 TRITON_RESTARTS.inc()
                 self.server.wait_ready(timeout=self.ready_timeout_s)
-                print(f"tritonserver restarted (pid {self.server.process.pid}) and ready", file=sys.stderr, flush=True)
+                log.warning("tritonserver restarted (pid %d) and ready", self.server.process.pid)
             except (TritonError, OSError) as exc:  # the next loop reaps it (or finds it never started) and tries again
                 log.warning("tritonserver restart failed: %s", str(exc)[:500])
 
