@@ -9,13 +9,16 @@ Per image (uint8 grayscale ``[H, W]``, already decoded, EXIF-rotated and bounded
    the frame, a tight crop, looks like a face in a photo to the detector), resized to the detector's input; for each
    further ``grids`` level the square is cut into g×g overlapping tiles (each ``tile_overlap`` × the cell), so small
    faces reach the detector at a size it finds. A tile's detections must score ``tile_score_threshold`` (higher than
-   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch. All views of
-   all queued requests go to ``face_detection`` as one batch.
+   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch. The whole
+   views of all queued requests go to ``face_detection`` as one batch, then the tiles of the images that need them
+   (none when the whole view found a face of at least ``skip_tiles_face`` of the long side) as a second.
 2. **Decoding** of BlazeFace's anchor offsets, only for anchors over the score threshold (a few of 896 or 2304), then
    one weighted NMS (MediaPipe's blending) over every view; a box touching a tile's inner edge is dropped (the face is
    whole in a neighbouring tile or a coarser view).
-3. **Crops.** Each face box grown by ``face_margin`` to a square (edge-replicated past the border), resized to the
-   face model's input, normalised like training; every face of every request goes to ``face_emotion`` as one batch.
+3. **Crops.** Each face box grown by ``face_margin`` to a square and moved by ``face_shift_y`` of its height (so the
+   crop frames a face as FER2013 does: on FER2013's own files BlazeFace's box is 0.87 of the frame, its centre 0.065
+   of the frame low), edge-replicated past the border, resized to the face model's input, normalised like training;
+   every face of every request goes to ``face_emotion`` as one batch.
 4. Outputs per request: ``boxes`` ``[F, 4]`` (x, y, width, height in the input's pixels, largest first, at most
    ``max_faces``), ``detection_scores`` ``[F]``, ``probabilities`` ``[F, 7]``. F = 0 means no face.
 """
@@ -167,9 +170,11 @@ class FacePipeline:
         self.tile_threshold = float(config.get("tile_score_threshold", self.threshold))
         self.nms_iou = float(config.get("nms_iou", 0.3))
         self.min_side = float(config.get("min_face", 0))
+        self.skip_tiles_face = float(config.get("skip_tiles_face", 1.0))
         self.max_faces = int(config.get("max_faces", 16))
         self.face_size = int(config.get("face_size", 48))
         self.margin = float(config.get("face_margin", 0.1))
+        self.shift = float(config.get("face_shift_y", 0.0))
         self.mean, self.std = float(config.get("mean", 0.5)), float(config.get("std", 0.5))
 
     def views(self, image: np.ndarray) -> list[tuple[float, float, float, bool]]:
@@ -195,20 +200,20 @@ class FacePipeline:
                     out.append((x, y, tile, True))
         return out
 
-    def detect_many(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per image: boxes ``[F, 4]`` as x0, y0, x1, y1 (float, image pixels, unclipped) and scores ``[F]``, largest first."""
-        plans = [self.views(image) for image in images]
+    def _run_views(self, images: list[np.ndarray], plans: list[list]) -> list[tuple[list, list]]:
+        """Every planned view of every image through the detector in one batch → per image its (boxes, scores) lists."""
         views = []
         for image, plan in zip(images, plans):
             shrunk: dict = {}
             views.extend(square_view(image, x, y, side, self.size, shrunk=shrunk) for x, y, side, _ in plan)
-        batch = np.stack(views)
-        regressors, logits = self.detector(np.repeat((batch / 127.5 - 1.0)[:, None], 3, axis=1).astype(np.float32))
+        found = [([], []) for _ in images]
+        if not views:
+            return found
+        regressors, logits = self.detector(np.repeat((np.stack(views) / 127.5 - 1.0)[:, None], 3, axis=1).astype(np.float32))
         scores = 1 / (1 + np.exp(-np.clip(logits[..., 0], -80, 80)))
-        results, k = [], 0
-        for image, plan in zip(images, plans):
+        k = 0
+        for i, (image, plan) in enumerate(zip(images, plans)):
             height, width = image.shape
-            found_boxes, found_scores = [], []
             for x, y, side, is_tile in plan:
                 hit = np.nonzero(scores[k] >= (self.tile_threshold if is_tile else self.threshold))[0]
                 if len(hit):
@@ -221,11 +226,33 @@ class FacePipeline:
                         eps = 0.01 * side
                         keep &= ((box[:, 0] > x + eps) | (x <= 0)) & ((box[:, 1] > y + eps) | (y <= 0))
                         keep &= ((box[:, 2] < x + side - eps) | (x + side >= width)) & ((box[:, 3] < y + side - eps) | (y + side >= height))
-                    found_boxes.append(box[keep])
-                    found_scores.append(scores[k][hit][keep])
+                    found[i][0].append(box[keep])
+                    found[i][1].append(scores[k][hit][keep])
                 k += 1
-            if found_boxes:
-                boxes, kept = blend_nms(np.concatenate(found_boxes), np.concatenate(found_scores), self.nms_iou)
+        return found
+
+    def detect_many(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image: boxes ``[F, 4]`` as x0, y0, x1, y1 (float, image pixels, unclipped) and scores ``[F]``, largest first.
+
+        The whole views run first; an image whose whole view found a face of at least ``skip_tiles_face`` of its long
+        side (a selfie, a portrait, a tight crop) skips the tiles: they only add faces far smaller than that one."""
+        plans = [self.views(image) for image in images]
+        found = self._run_views(images, [plan[:1] for plan in plans])
+        tiled = []
+        for i, (image, plan) in enumerate(zip(images, plans)):
+            boxes = np.concatenate(found[i][0]) if found[i][0] else np.zeros((0, 4))
+            largest = float(np.max(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]))) if len(boxes) else 0.0
+            if len(plan) > 1 and largest < self.skip_tiles_face * max(image.shape):
+                tiled.append(i)
+        if tiled:
+            more = self._run_views([images[i] for i in tiled], [plans[i][1:] for i in tiled])
+            for i, (boxes, scores) in zip(tiled, more):
+                found[i][0].extend(boxes)
+                found[i][1].extend(scores)
+        results = []
+        for boxes_list, scores_list in found:
+            if boxes_list:
+                boxes, kept = blend_nms(np.concatenate(boxes_list), np.concatenate(scores_list), self.nms_iou)
             else:
                 boxes, kept = np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
             sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -237,7 +264,7 @@ class FacePipeline:
 
     def crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * self.margin)
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + self.shift * (box[3] - box[1])
         return square_view(image, cx - side / 2, cy - side / 2, side, self.face_size, edge=True)
 
     def __call__(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
