@@ -260,9 +260,12 @@ class TritonServer:
         raise TritonError(f"models {models} not ready after {timeout:.0f} s{self._log_tail()}")
 
     def _log_tail(self) -> str:
+        """The log's model-load failures (the model table's UNAVAILABLE rows), then its last lines."""
         if not self.log_file or not self.log_file.exists():
             return ""
-        return "\n--- tritonserver log (tail) ---\n" + self.log_file.read_text(errors="replace")[-3000:]
+        text = self.log_file.read_text(errors="replace")
+        failures = [line.strip() for line in text.splitlines() if "| UNAVAILABLE: " in line][-10:]
+        return "\n--- tritonserver log ---\n" + "".join(f"{line}\n" for line in failures) + "...\n" + text[-2000:]
 
     def wait(self) -> int:
         """Run until tritonserver exits or this process gets SIGINT/SIGTERM (then stop it cleanly)."""

@@ -93,3 +93,19 @@ def test_triton_loads_every_python_flavour_model(triton):
     states = {m["name"]: m.get("state") for m in index}
     expected = {p.parent.name for p in CONFIGS if p.parents[1].name == "python"}
     assert {name for name, state in states.items() if state == "READY"} == expected
+
+
+def test_the_backend_refuses_a_config_without_its_parameters(tmp_path: Path):
+    """A config that lacks an ONNX Runtime option fails to load with a message naming it (no silent default)."""
+    from bench.common import link_model_copy
+    from emotune.triton_server import TritonError, TritonServer
+    from tests.conftest import free_port
+
+    repo = tmp_path / "repo"
+    folder = link_model_copy(ROOT / "python" / "face_emotion", repo / "face_emotion")
+    config = (folder / "config.pbtxt").read_text()
+    (folder / "config.pbtxt").write_text("".join(line for line in config.splitlines(keepends=True) if '"inter_op_threads"' not in line))
+    server = TritonServer(repo, ["face_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          log_file=tmp_path / "triton.log")
+    with server, pytest.raises(TritonError, match="lacks parameters inter_op_threads"):
+        server.wait_ready(timeout=120)
