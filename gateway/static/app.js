@@ -1,4 +1,5 @@
 // Emotune's page: each card calls one endpoint of this gateway and draws its JSON answer; no framework, no build.
+// Paths are relative, so the page also works behind a proxy that mounts the gateway under a prefix.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -85,19 +86,21 @@ const LEADS = {
   not_an_image: "That file is not an image this server can read.",
   unsupported_image_format: "That image format is not accepted.",
   network: "Could not reach the Emotune server. Is it running?",
+  recommender_unavailable: "Music recommendation is not set up on this server.",
   timeout: "The server took too long to answer.",
 };
 
 function sentence(err) {
   if (!(err instanceof ApiError)) return `Something went wrong in the page: ${err && err.message ? err.message : err}.`;
   const detail = capitalise(err.message.replace(/[.\s]+$/, "")) + ".";
+  if (err.status === 401) return `This server needs an API key: enter it at the top of the page. ${detail}`;
+  if (err.status === 429) return `The server is busy or you sent many requests in a row; wait a moment and try again. ${detail}`;
+  const lead = LEADS[err.code];
+  if (lead) return `${lead} ${detail}`;
   if (err.status === 503) {
     return `The emotion service is unavailable right now (503): the inference server is down or still loading its models. ${detail}`;
   }
-  if (err.status === 401) return `This server needs an API key: enter it at the top of the page. ${detail}`;
-  if (err.status === 429) return `The server is busy or you sent many requests in a row; wait a moment and try again. ${detail}`;
-  const lead = LEADS[err.code] || LEADS[err.code && err.code.replace(/^.*:/, "")];
-  return lead ? `${lead} ${detail}` : detail;
+  return detail;
 }
 
 function capitalise(text) {
@@ -181,7 +184,7 @@ async function analyseText(event) {
     showError(card, LEADS.empty_text);
     return;
   }
-  const result = await busy(card, () => api("/text_emotion?recommend=false", { json: { text } }));
+  const result = await busy(card, () => api("text_emotion?recommend=false", { json: { text } }));
   if (!result) return;
   renderText(result);
   await loadMusic(result.emotion, "your text");
@@ -215,7 +218,7 @@ async function analyseVoice() {
   const card = $("voice-card");
   const form = new FormData();
   form.append("file", state.audio.blob, state.audio.name);
-  const result = await busy(card, () => api("/speech_emotion?recommend=false", { form }));
+  const result = await busy(card, () => api("speech_emotion?recommend=false", { form }));
   if (!result) return;
   renderVoice(result);
   await loadMusic(result.emotion, "your voice");
@@ -348,7 +351,7 @@ async function analyseImage(blob, name) {
   const card = $("face-card");
   const form = new FormData();
   form.append("file", blob, name);
-  const answer = await busy(card, () => api("/facial_emotion?recommend=false", { form }));
+  const answer = await busy(card, () => api("facial_emotion?recommend=false", { form }));
   if (!answer) {
     $("face-result").replaceChildren();
     return;
@@ -434,7 +437,7 @@ async function startLive() {
     const form = new FormData();
     form.append("file", blob, "frame.jpg");
     try {
-      const answer = await api("/facial_emotion?recommend=false", { form });
+      const answer = await api("facial_emotion?recommend=false", { form });
       if (!state.live) break;
       drawBoxes($("face-boxes"), answer);
       history.push(answer.scores);
@@ -520,7 +523,7 @@ async function together() {
   const { strategy, limit } = musicOptions();
   form.append("strategy", strategy);
   form.append("limit", String(limit));
-  const body = await busy(card, () => api("/recommend", { form }));
+  const body = await busy(card, () => api("recommend", { form }));
   if (!body) return;
   renderTogether(body);
   const m = body.modalities;
@@ -547,7 +550,7 @@ function musicOptions() {
 async function loadMusic(emotion, source, shown = emotion) {
   const card = $("music");
   const { strategy, limit } = musicOptions();
-  const body = await busy(card, () => api("/music_recommendation", { json: { emotion, limit, strategy } }));
+  const body = await busy(card, () => api("music_recommendation", { json: { emotion, limit, strategy } }));
   if (!body) return;
   showMusic({ mood: body.mood, emotion: shown, source, strategy, limit, tracks: body.recommendations, enrichment: body.enrichment });
 }
@@ -633,7 +636,7 @@ async function savePlaylist() {
   if (!music) return;
   const card = $("music");
   const name = `Emotune: ${music.mood || music.emotion} (${music.strategy})`;
-  const body = await busy(card, () => api("/music_recommendation",
+  const body = await busy(card, () => api("music_recommendation",
     { json: { emotion: music.mood || music.emotion, limit: music.limit, strategy: music.strategy, playlist: name } }));
   if (!body) return;
   const result = body.playlist || {};
@@ -656,7 +659,7 @@ function refreshMusic() {
 async function checkServer() {
   const status = $("server-status");
   try {
-    const ready = await api("/readyz", { method: "GET" });
+    const ready = await api("readyz", { method: "GET" });
     status.textContent = `Ready: ${Object.keys(ready.models || {}).length} models served (${ready.backend}).`;
     status.className = "status ok";
   } catch (err) {
@@ -667,7 +670,7 @@ async function checkServer() {
 
 async function loadConfig() {
   try {
-    Object.assign(state.config, await api("/ui/config", { method: "GET" }));
+    Object.assign(state.config, await api("ui/config", { method: "GET" }));
   } catch (_) {
     return; // the defaults above; every request reports its own errors
   }

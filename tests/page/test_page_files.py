@@ -12,8 +12,10 @@ from tests.conftest import ROOT
 def test_index_and_assets_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
-        answer = client.get(asset)
+    assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page.text)
+    assert len(assets) == 2
+    for asset in assets:
+        answer = client.get("/" + asset)
         assert answer.status_code == 200, asset
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
