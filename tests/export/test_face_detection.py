@@ -51,3 +51,31 @@ def test_the_served_detector_takes_a_batch():
 def test_face_pipeline_runs_the_exported_source(flavour):
     served = ROOT / "model_repository" / flavour / "face_pipeline" / "1" / "model.py"
     assert served.read_text() == (ROOT / "export" / "face_pipeline_model.py").read_text()
+
+
+def test_the_numpy_resize_path_finds_the_same_faces(monkeypatch):
+    """The GPU image's python backend may have no OpenCV: face_pipeline's NumPy resampling must find the same faces."""
+    import cv2
+    import onnxruntime as ort
+
+    import export.face_pipeline_model as pipeline_model
+    from bench.face_detection import _pipeline_config
+
+    repository = ROOT / "model_repository" / "python"
+    session = ort.InferenceSession(str(repository / "face_detection" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    skimage = Path(list(importlib.util.find_spec("skimage").submodule_search_locations)[0])
+    image = cv2.imread(str(skimage / "data" / "astronaut.png"), cv2.IMREAD_GRAYSCALE)
+    canvas = np.full((700, 1100), 128, np.uint8)
+    canvas[100:612, 500:1012] = image
+    canvas[150:550, 40:440] = cv2.resize(image, (400, 400))
+
+    def faces():
+        pipe = pipeline_model.FacePipeline(lambda x: session.run(["regressors", "classificators"], {"image": x}), None,
+                                           _pipeline_config(repository))
+        return pipe.detect_many([canvas])[0][0]
+
+    with_cv2 = faces()
+    monkeypatch.setattr(pipeline_model, "cv2", None)
+    with_numpy = faces()
+    assert len(with_cv2) == len(with_numpy) == 2
+    assert np.abs(with_cv2 - with_numpy).max() < 8
