@@ -453,6 +453,9 @@ async function startLive() {
       if (err instanceof ApiError && err.code === "no_face") {
         $("face-boxes").replaceChildren();
         status.textContent = "Live: no face in view.";
+      } else if (err instanceof ApiError && err.status === 429) {
+        status.textContent = "Live: the server asked to slow down; the next frame waits a second.";
+        await new Promise((resolve) => setTimeout(resolve, 1000));
       } else {
         showError(card, sentence(err));
         break;

@@ -20,6 +20,16 @@ VOICE_CLIP = "ravdess/Actor_01/03-01-05-02-01-01-01.flac"  # angry, strong inten
 SCREENSHOT_DIR = os.environ.get("EMOTUNE_PAGE_SCREENSHOTS")
 
 
+COUNT_MEDIA_REQUESTS = """
+window.__mediaRequests = [];
+const __getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (constraints) => {
+  window.__mediaRequests.push(Object.keys(constraints).join("+"));
+  return __getUserMedia(constraints);
+};
+"""
+
+
 def _require_browser() -> None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
@@ -86,6 +96,8 @@ def make_browser(fake_media, tmp_path):
         profile = tmp_path / f"profile{len(drivers)}"
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=chromium_options(fake_media, profile, width, height))
         driver.set_page_load_timeout(30)
+        # Count the page's requests for a microphone or camera, so a test can check none happens before a click.
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": COUNT_MEDIA_REQUESTS})
         drivers.append(driver)
         return driver
 

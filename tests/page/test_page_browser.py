@@ -98,10 +98,17 @@ def test_text_gives_bars_and_tracks(make_browser, gateway_url, screenshot):
     assert _page_errors(driver) == []
 
 
+def _media_requests(driver) -> list[str]:
+    return driver.execute_script("return window.__mediaRequests")
+
+
 def test_voice_from_the_microphone(make_browser, gateway_url, screenshot):
     driver = make_browser()
     _open(driver, gateway_url)
+    time.sleep(0.5)
+    assert _media_requests(driver) == [], "no microphone or camera before a click"
     _record(driver)
+    assert _media_requests(driver) == ["audio"]
     _wait(driver, lambda d: _text(d, "#voice-result .emotion"), what="the speech emotion")
     assert len(driver.find_elements("css selector", "#voice-result .bar")) >= 7
     assert driver.execute_script("return state.audio.blob.type").startswith("audio/webm")
@@ -114,7 +121,9 @@ def test_voice_from_the_microphone(make_browser, gateway_url, screenshot):
 def test_face_snapshot_from_the_camera(make_browser, gateway_url, screenshot):
     driver = make_browser()
     _open(driver, gateway_url)
+    assert _media_requests(driver) == []
     _start_camera(driver)
+    assert _media_requests(driver) == ["video"]
     driver.find_element("id", "camera-snapshot").click()
     _wait(driver, lambda d: d.find_elements("css selector", "#face-boxes .box"), what="a face box")
     label = _text(driver, "#face-boxes .box-label")
