@@ -4,9 +4,11 @@ Closed loop: ``C`` workers (one keep-alive connection each) send one request, wa
 a warm-up; every worker cycles through real inputs (test-split sentences; RAVDESS clips and face images when
 those models are served). Reported per concurrency: requests/s, p50/p95/p99 latency, errors.
 
-Order of one run: tritonserver + gateway (``emotune serve``, gRPC to Triton) → sweep ``/text_emotion``
-(and ``/speech_emotion``, ``/facial_emotion`` when their models are in the repository) → both stopped →
-the Flask baseline (bench.baseline_flask) → the same text sweep with the same sentences and concurrencies.
+Order of one run: the model's in-process ceiling (ONNX Runtime, length-sorted batches of 32) → tritonserver + gateway
+(``emotune serve``, gRPC to Triton) → sweep ``/text_emotion`` → a sampled point (bench.text_profile: where each CPU ms
+goes) → ``/speech_emotion``, ``/facial_emotion`` when their models are in the repository → both stopped → the ceiling
+again (the gateway's rate is held against the mean of the two) → the Flask baseline (bench.baseline_flask) → the same
+text sweep with the same sentences and concurrencies.
 
     python -m bench.gateway_load [--quick] [--out bench/report]
     python -m bench.gateway_load --url http://127.0.0.1:8080 --concurrency 1 8 32   # an already running service
@@ -71,7 +73,8 @@ def upload_requests(path: str, files: list[Path]) -> list[Request]:
     """Pre-encoded multipart bodies with one ``file`` field each."""
     out = []
     for f in files:
-        req = httpx.Request("POST", "http://x" + path, files={"file": (f.name, f.read_bytes(), mimetypes.guess_type(f.name)[0] or "application/octet-stream")})
+        kind = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+        req = httpx.Request("POST", "http://x" + path, files={"file": (f.name, f.read_bytes(), kind)})
         out.append(Request(path, req.read(), {"content-type": req.headers["content-type"]}))
     return out
 
@@ -269,8 +272,10 @@ def served_models(repository: Path = REPOSITORY) -> list[str]:
 
 
 def measure_service(out: Path, concurrency: list[int], warmup: float, duration: float, texts: list[str], quick: bool,
-                    workers: int = 1, extra_env: dict | None = None, media: bool = True, label: str = "gateway") -> dict:
-    """Triton + gateway up; text sweep (recommendations off, as the original /text_emotion); speech/face if served."""
+                    workers: int = 1, extra_env: dict | None = None, media: bool = True, label: str = "gateway",
+                    profile_s: float = 0.0) -> dict:
+    """Triton + gateway up; text sweep (recommendations off, as the original /text_emotion), then (``profile_s``) a sampled
+    point at the top concurrency (bench.text_profile); speech/face if served."""
     models = served_models()
     points, notes = [], {}
     with triton_server(REPOSITORY, models, out / "logs" / f"{label}_tritonserver.log") as server:
@@ -278,6 +283,10 @@ def measure_service(out: Path, concurrency: list[int], warmup: float, duration: 
             processes = {"gateway": pid, "tritonserver": server.process.pid}
             requests = text_requests(texts, "/text_emotion?recommend=false")
             points += sweep(url, requests, concurrency, warmup, duration, f"{label} /text_emotion", processes)
+            if profile_s:
+                from bench.text_profile import profile
+
+                notes["profile"] = profile(url, requests, pid, server.process.pid, max(concurrency), profile_s, run_load)
             if media:
                 for model in models:
                     if model not in MEDIA_ROUTES:
@@ -289,7 +298,8 @@ def measure_service(out: Path, concurrency: list[int], warmup: float, duration: 
                         continue
                     reqs = upload_requests(route + "?recommend=false", files)
                     points += sweep(url, reqs, concurrency, warmup, duration, f"{label} {route}", processes)
-    return {"points": points, "models": models, "notes": notes}
+    profile_result = notes.pop("profile", None)
+    return {"points": points, "models": models, "notes": notes, "profile": profile_result}
 
 
 def measure_baseline(out: Path, concurrency: list[int], warmup: float, duration: float, texts: list[str]) -> dict:
@@ -317,14 +327,34 @@ def summarize(service: dict, baseline: dict) -> dict:
     return {"by_concurrency": rows}
 
 
+def model_ceiling(quick: bool) -> dict:
+    """The served INT8 model in ONNX Runtime in this process (2 threads, length-sorted batches of 32, no serving): what
+    the gateway's text throughput is held against, measured in the same run because the machine drifts."""
+    from bench.ceiling import encoder_shape, model_rate
+
+    rate = model_rate(REPOSITORY / "text_emotion" / "1" / "model.onnx", real_texts(32 if quick else 256), 2, encoder_shape(), 0.3 if quick else 3.0)
+    return {"sentences_per_s": rate["sorted_batch32"]["sentences_per_s"], "at": time.strftime("%H:%M:%S", time.gmtime())}
+
+
+def ceiling_summary(service: dict, before: dict, after: dict) -> dict:
+    ceiling = round((before["sentences_per_s"] + after["sentences_per_s"]) / 2, 1)
+    ours = {p["concurrency"]: p for p in service["points"] if p["target"].endswith("/text_emotion")}
+    return {"ceiling_sentences_per_s": ceiling, "before": before, "after": after,
+            "by_concurrency": {str(c): round(p["throughput_rps"] / ceiling, 3) for c, p in sorted(ours.items())}}
+
+
 def run(quick: bool, out: Path) -> dict:
     concurrency = QUICK_CONCURRENCY if quick else FULL_CONCURRENCY
     warmup, duration = (0.5, 2.0) if quick else (3.0, 20.0)
     texts = real_texts(64 if quick else 1000)
     machine_before = machine()
-    service = measure_service(out, concurrency, warmup, duration, texts, quick)
+    ceiling_before = model_ceiling(quick)
+    service = measure_service(out, concurrency, warmup, duration, texts, quick, profile_s=4.0 if quick else 12.0)
+    ceiling_after = model_ceiling(quick)
     baseline = measure_baseline(out, concurrency, warmup, duration, texts)
-    result = {"service": service, "baseline": baseline, "summary": summarize(service, baseline),
+    summary = summarize(service, baseline)
+    summary["vs_model_ceiling"] = ceiling_summary(service, ceiling_before, ceiling_after)
+    result = {"service": service, "baseline": baseline, "summary": summary,
               "settings": {"concurrency": concurrency, "warmup_s": warmup, "duration_s": duration, "texts": len(texts),
                            "text_query": "recommend=false (the original /text_emotion returned the emotion only)"},
               "machine": machine_before}

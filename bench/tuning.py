@@ -4,10 +4,11 @@ Triton level (perf_analyzer, real sentences, concurrency 32): every variant is l
 under its own name, so they run under the same conditions — queue delay, preferred batch sizes, ONNX Runtime
 threads, instance count, ORT thread spinning, ragged batching (mixed widths in one batch), dynamic batching off.
 
-Gateway level (the asyncio load generator, ``POST /text_emotion``, concurrency 32): uvicorn workers, the cost of
-recommendations in the answer, and the best Triton-level change end to end.
+Gateway level (the asyncio load generator, ``POST /text_emotion``, concurrency 32, some rows also at 1): the gateway's
+text coalescing off (and with more calls in flight), uvicorn's access log, uvicorn workers, the cost of
+recommendations in the answer, shipped gateway code changes undone, and the best Triton-level change end to end.
 
-    python -m bench.tuning [--quick] [--out bench/report]
+    python -m bench.tuning [--quick] [--out bench/report] [--gateway-only]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,10 +137,14 @@ GATEWAY_PATCHES = {
     "async_deps": ("dependencies as `async def` (FastAPI runs plain `def` dependencies in a thread pool: 5 hops per request)",
                    [("gateway/deps.py", "\ndef _", "\nasync def _"), ("gateway/routes/text.py", "\ndef require_json", "\nasync def require_json"),
                     ("gateway/uploads.py", "\ndef require_multipart", "\nasync def require_multipart")]),
+    "gc_freeze": ("the gateway freezes what start-up built out of the garbage collector's sight (gc.freeze() after the lifespan's start-up: "
+                  "a full collection then scans only what requests allocate, not ~230k long-lived objects)",
+                  [("gateway/app.py", "        try:\n            yield\n",
+                    "        gc.collect()\n        gc.freeze()\n        try:\n            yield\n")]),
     "orjson": ("/text_emotion answers with orjson bytes (a Response) instead of FastAPI's jsonable_encoder + json.dumps",
                [("gateway/routes/text.py", '    return results[0] if body.text is not None else {"results": results}',
-                 '    return __import__("fastapi").Response(__import__("orjson").dumps(results[0] if body.text is not None else {"results": results}), '
-                 'media_type="application/json")')]),
+                 '    return __import__("fastapi").Response(__import__("orjson").dumps('
+                 'results[0] if body.text is not None else {"results": results}), media_type="application/json")')]),
 }
 CODE_DIRS = ("gateway", "emotune", "export", "training", "bench")
 
@@ -179,15 +185,26 @@ class GatewayExperiment:
     recommend: bool = False
     patches: list[str] = field(default_factory=list)  # gateway code changes
     reverse: bool = False  # undo the (shipped) patches instead
+    env: dict[str, str] = field(default_factory=dict)  # gateway settings (EMOTUNE_*)
+    concurrency: int | None = None  # None: the run's concurrency
 
 
 def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None,
                   timing: tuple[float, float] | None = None) -> list[dict]:
     warmup, duration = timing or ((0.5, 2.0) if quick else (3.0, 15.0))
     texts = real_texts(64 if quick else 1000)
-    experiments = [GatewayExperiment("ref: shipped repository and gateway, 1 uvicorn worker, recommend=false")]
+    ref = "ref: shipped repository and gateway, 1 uvicorn worker, recommend=false"
+    coalesce_off = "text coalescing off (EMOTUNE_TEXT_COALESCE=false): one inference call per request chunk"
+    off_env = {"EMOTUNE_TEXT_COALESCE": "false"}
+    # The coalescing switch is measured at both ends, each right after its reference (the default is on only if both gain).
+    experiments = [GatewayExperiment(ref), GatewayExperiment(coalesce_off, env=off_env)]
     if not quick:
-        experiments += [GatewayExperiment("2 uvicorn workers", workers=2),
+        experiments += [GatewayExperiment(ref, concurrency=1), GatewayExperiment(coalesce_off, env=off_env, concurrency=1),
+                        GatewayExperiment("text coalescing with 4 calls in flight (EMOTUNE_TEXT_COALESCE_IN_FLIGHT=4, shipped 2)",
+                                          env={"EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "4"}),
+                        GatewayExperiment("uvicorn access log on (EMOTUNE_LOG_LEVEL=info; the benchmarks run at warning)",
+                                          env={"EMOTUNE_LOG_LEVEL": "info"}),
+                        GatewayExperiment("2 uvicorn workers", workers=2),
                         GatewayExperiment("recommend=true (the answer carries 10 tracks)", recommend=True)]
         for n in GATEWAY_PATCHES:
             state = patch_state(n)
@@ -197,7 +214,7 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
                 experiments.append(GatewayExperiment(f"gateway, undone (shipped as: {GATEWAY_PATCHES[n][0]})", patches=[n], reverse=True))
         if best is not None:
             experiments.append(GatewayExperiment(f"Triton {best.name}: {best.description}", variant=best))
-    rows, ref_tp = [], None
+    rows, ref_tp = [], {}
     models = served_models()
     groups: dict[str, list[GatewayExperiment]] = {}
     for e in experiments:  # one tritonserver per Triton-side variant
@@ -209,25 +226,34 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
             with triton_server(repo, models, out / "logs" / f"tuning_gateway_{key or 'ref'}_tritonserver.log") as server:
                 for e in group:
                     i += 1
+                    c = e.concurrency or concurrency
                     code = patched_code(Path(tmp) / f"g{i}", e.patches, e.reverse) if e.patches else None
                     if e.patches and code is None:
-                        rows.append(_row(e.change, "gateway", concurrency, None, ref_tp, note="already applied in the code: nothing to compare"))
+                        rows.append(_row(e.change, "gateway", c, None, ref_tp.get(c), note="already applied in the code: nothing to compare"))
                         continue
                     requests = text_requests(texts, "/text_emotion" + ("" if e.recommend else "?recommend=false"))
                     with gateway(server.grpc_port, REPOSITORY, models, out / "logs" / f"tuning_gateway_{i}.log", workers=e.workers,
-                                 cwd=code) as (url, pid):
-                        point = sweep_load(url, requests, [concurrency], warmup, duration, f"tuning {i}",
+                                 extra_env=e.env, cwd=code) as (url, pid):
+                        point = sweep_load(url, requests, [c], warmup, duration, f"tuning {i}",
                                            {"gateway": pid, "tritonserver": server.process.pid})[0]
-                    ref_tp = ref_tp or point["throughput_rps"]
-                    rows.append(_row(e.change, "gateway", concurrency, point["throughput_rps"], ref_tp, p50_ms=point["p50_ms"],
+                    ref_tp.setdefault(c, point["throughput_rps"])
+                    rows.append(_row(e.change, "gateway", c, point["throughput_rps"], ref_tp[c], p50_ms=point["p50_ms"],
                                      p99_ms=point["p99_ms"], errors=point["errors"],
                                      cpu_ms=", ".join(f"{k} {v}" for k, v in point["cpu_ms_per_request"].items())))
                     print(f"[tuning] gateway {e.change}: {point['throughput_rps']} req/s p99 {point['p99_ms']} ms", flush=True)
     return rows
 
 
-def run(quick: bool, out: Path) -> dict:
+def run(quick: bool, out: Path, gateway_only: bool = False) -> dict:
+    """``gateway_only``: re-measure the gateway rows and keep the Triton rows (and their conclusions) of ``out/tuning.json``."""
     concurrency = 4 if quick else 32
+    if gateway_only:
+        previous = json.loads((out / "tuning.json").read_text())
+        rows = [r for r in previous["rows"] if r["level"] == "triton"] + gateway_level(out, quick, concurrency, None)
+        result = {**previous, "rows": rows, "gateway_rows_machine": machine(),
+                  "gateway_rows_measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        write_json(out / "tuning.json", result)
+        return result
     rows, variants = triton_level(out, quick, concurrency)
     by_name = {v.name: v for v in variants}
     ref = next((r for r in rows if r.get("variant") == "ref" and r["concurrency"] == concurrency), None)
@@ -245,9 +271,9 @@ def run(quick: bool, out: Path) -> dict:
         "method": f"Each row changes one thing against the reference and is measured in the same run at concurrency {concurrency} "
                   "(the queue-delay rows also at concurrency 1, against the reference at 1) "
                   "(Triton rows: perf_analyzer, every variant in one server; gateway rows: 15 s closed-loop load after a 3 s warm-up, "
-                  "fresh tritonserver + gateway per row). The machine is noisy (±10–15%, and more while ONNX Runtime threads spin: the shipped "
-                  "reference swung from 130 to 205 req/s between runs): read gains under ~1.1× as no change, and trust the CPU ms per "
-                  "request column, which hardly moves with the noise.",
+                  "a fresh gateway per row, one tritonserver per Triton-side variant). The machine is noisy (±10–15%, and more while "
+                  "ONNX Runtime threads spin: the shipped reference swung from 130 to 205 req/s between runs): read gains under ~1.1× "
+                  "as no change, and trust the CPU ms per request column, which hardly moves with the noise.",
         "rows": rows, "best_triton_change": best.name if best else None, "conclusions": conclusions, "machine": machine(),
         "shipped": state,
     }
@@ -257,8 +283,9 @@ def run(quick: bool, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = step_parser(__doc__)
+    p.add_argument("--gateway-only", action="store_true", help="re-measure the gateway rows only; the Triton rows stay from the last run")
     args = p.parse_args(argv)
-    print(json.dumps(run(args.quick, args.out)["rows"], indent=2))
+    print(json.dumps(run(args.quick, args.out, args.gateway_only)["rows"], indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ per domain, each a thin adapter to a service kept on ``app.state``."""
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -34,6 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.emotions = EmotionService(settings, app.state.backend, app.state.models)
         app.state.multimodal = MultimodalRecommender(app.state.emotions, app.state.recommender, settings.fusion_weights)
         await run_in_threadpool(app.state.emotions.warm_up)
+        # What start-up built lives as long as the process: out of the collector's sight, a full collection scans only what
+        # requests allocate, not ~230k long-lived objects (200–280 ms with the event loop stopped, measured on the shared machine).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

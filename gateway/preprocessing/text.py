@@ -26,14 +26,20 @@ class TextTokenizer:
         return [len(e.ids) for e in self._tokenizer.encode_batch(texts)]
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
-        encodings = self._tokenizer.encode_batch(texts)
-        longest = max(len(e.ids) for e in encodings)
+        return self.pad(self.ids(texts))
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids, truncated, unpadded (the gateway's batcher pads rows of several requests together)."""
+        return [e.ids for e in self._tokenizer.encode_batch(texts)]
+
+    def pad(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        longest = max(len(ids) for ids in rows)
         width = min(-(-longest // self.pad_to_multiple) * self.pad_to_multiple, self.max_length)
-        input_ids = np.zeros((len(texts), width), dtype=np.int64)
-        attention_mask = np.zeros((len(texts), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            input_ids[row, : len(enc.ids)] = enc.ids
-            attention_mask[row, : len(enc.ids)] = 1
+        input_ids = np.zeros((len(rows), width), dtype=np.int64)
+        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 

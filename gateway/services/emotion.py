@@ -22,6 +22,7 @@ from gateway.postprocessing import calibrate, to_emotion
 from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
 from gateway.preprocessing.text import TextTokenizer, load_tokenizer
 from gateway.services.face import face_emotion
+from gateway.services.text_batcher import TextBatcher
 from gateway.settings import Settings
 
 TEXT_MODEL, SPEECH_MODEL = "text_emotion", "speech_emotion"
@@ -72,18 +73,31 @@ class EmotionService:
         pre = info.preprocessing
         return load_tokenizer(info.directory, pre["tokenizer"], pre["max_length"], pre.get("pad_to_multiple", 1))
 
+    @cached_property
+    def _text_batcher(self) -> TextBatcher:
+        s = self.settings
+        return TextBatcher(self.backend, self.model(TEXT_MODEL), self._tokenizer, s.triton_timeout_s, s.text_coalesce_in_flight,
+                           s.text_coalesce_max_tokens)
+
+    async def _text_chunk(self, info: ModelInfo, texts: list[str]) -> np.ndarray:
+        if self.settings.text_coalesce:
+            return await self._text_batcher.probabilities(texts)
+        return (await self.backend.infer(info.name, self._tokenizer.encode(texts), info.output_names))[info.output_names[0]]
+
     async def text(self, texts: list[str], max_batch: int | None = None) -> list[dict]:
-        """Emotion of each text. Texts are sorted by length and sent in chunks of the model's max batch size."""
+        """Emotion of each text. Texts are sorted by length and sent in chunks of the model's max batch size; with
+        ``text_coalesce`` (the default) chunks of concurrent requests share calls (``TextBatcher``)."""
         validate_texts(texts, self.settings.max_text_chars, max_batch or self.settings.max_batch_texts)
         info = self.model(TEXT_MODEL)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        chunks = [order[i : i + info.max_batch_size] for i in range(0, len(order), info.max_batch_size)]
-        outputs = await asyncio.gather(
-            *(self.backend.infer(info.name, self._tokenizer.encode([texts[i] for i in chunk]), info.output_names) for chunk in chunks)
-        )
-        probabilities = np.empty((len(texts), len(info.labels)), dtype=np.float32)
-        for chunk, out in zip(chunks, outputs):
-            probabilities[chunk] = out[info.output_names[0]]
+        if len(texts) == 1:
+            probabilities = await self._text_chunk(info, texts)
+        else:
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            chunks = [order[i : i + info.max_batch_size] for i in range(0, len(order), info.max_batch_size)]
+            outputs = await asyncio.gather(*(self._text_chunk(info, [texts[i] for i in chunk]) for chunk in chunks))
+            probabilities = np.empty((len(texts), len(info.labels)), dtype=np.float32)
+            for chunk, out in zip(chunks, outputs, strict=True):
+                probabilities[chunk] = out
         return [to_emotion(row, info.labels) for row in calibrate(probabilities, info.temperature)]
 
     # --- speech ---------------------------------------------------------------------------------------------------

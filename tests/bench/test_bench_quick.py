@@ -71,12 +71,17 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
     if not gateway["baseline"].get("skipped"):
         assert all(p["errors"] == 0 and p["ok"] > 0 for p in gateway["baseline"]["points"])
         assert gateway["summary"]["by_concurrency"]
+    ceiling_ratio = gateway["summary"]["vs_model_ceiling"]  # the model's in-process rate, measured before and after the sweep
+    assert ceiling_ratio["ceiling_sentences_per_s"] > 0 and set(ceiling_ratio["by_concurrency"]) == {str(p["concurrency"]) for p in text_points}
+    profile = gateway["service"]["profile"]  # where each CPU ms goes (py-spy), or why it could not be sampled
+    assert profile.get("skipped") or {r["process"] for r in profile["rows"]} >= {"gateway", "tritonserver", "python stubs", "load generator"}
 
     ceiling = json.loads((tmp_path / "ceiling.json").read_text())
     assert ceiling["matmul"]["fp32_gops"] > 0 and ceiling["model"]["int8 (served)"]["batch1"]["sentences_per_s"] > 0
 
     tuning = json.loads((tmp_path / "tuning.json").read_text())
     assert {r["level"] for r in tuning["rows"]} == {"triton", "gateway"}
+    assert any(r["change"].startswith("text coalescing off") and r["throughput"] for r in tuning["rows"])
 
     face_detection = json.loads((tmp_path / "face_detection.json").read_text())
     if not face_detection.get("skipped"):
