@@ -8,7 +8,8 @@ The FER2013 images the face model learns from are 48×48 8-bit grayscale crops o
    a side over ``MAX_SIDE`` or sides more than ``MAX_ASPECT`` apart (a 40000×1000 strip, a 39,000,000×1 line), and
    the decoded array is checked against the same bounds. A JPEG is decoded straight at a reduced scale when only a
    smaller image is needed (libjpeg's DCT scaling), so a large photo costs a fraction of its full decode.
-2. ``detect=true`` (``prepare_photo``): the upright photo with its long side at most ``DETECT_MAX_SIDE`` goes once
+2. ``detect=true`` (``prepare_photo``): the upright photo with its long side at most ``DETECT_MAX_SIDE`` (a JPEG
+   decoded at reduced scale down to ``DETECT_DRAFT_SIDE``) goes once
    to Triton's ``face_pipeline`` (detection, crops and ``face_emotion`` run there); its boxes come back in the sent
    pixels and ``Photo.boxes`` maps them onto the upright original. No face is ``InvalidInput("no_face")`` (422).
 3. ``detect=false`` (``prepare_faces``): the image is an aligned face crop (like the FER2013 files): shrunk to
@@ -37,9 +38,11 @@ FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP"}  # MPO: 
 MIN_SIDE = 1
 MAX_SIDE = 20_000  # a side beyond this is refused whatever the pixel count
 MAX_ASPECT = 20  # long side / short side: panoramas pass, strips and lines (the #23 probe's shapes) do not
-# face_pipeline's views see a face once it is ~8% of the long side (3×3 tiles at 128 px); at 1280 px that is ~100 px,
-# so sending more pixels finds nothing more and costs the gRPC copy and the resize.
+# face_pipeline's views are fractions of the long side (the finest, 5×5 tiles, are 0.3 of it) resized to 128 px, so
+# more pixels than this find nothing more and cost the decode, the gRPC copy and the resizes. A JPEG decodes at the
+# DCT scale that keeps at least DETECT_DRAFT_SIDE (a 1200×810 photo at half size: the gateway's largest CPU cost).
 DETECT_MAX_SIDE = 1280
+DETECT_DRAFT_SIDE = 600
 ORIENTATION = 0x0112
 _TRANSPOSING = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -104,10 +107,10 @@ def check_dimensions(width: int, height: int, max_pixels: int) -> None:
         raise InvalidInput("invalid_dimensions", f"the image is {width}×{height}; its sides may differ at most {MAX_ASPECT}-fold")
 
 
-def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None, max_side: int | None = None) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None, draft_side: int | None = None) -> np.ndarray:
     """JPEG/PNG/WebP bytes → uint8 grayscale ``[H, W]``, upright per EXIF; a 4xx ``EmotuneError`` for anything else.
-    ``max_side``: only an image of about that long side is needed, so a JPEG may be decoded at 1/2, 1/4 or 1/8 scale
-    (never below ``max_side``); other formats decode in full."""
+    ``draft_side``: a long side of that many pixels is enough, so a JPEG may decode at 1/2, 1/4 or 1/8 scale (the
+    smallest that keeps at least ``draft_side``); other formats decode in full."""
     if not data:
         raise BadRequest("empty_file", "the uploaded file is empty")
     if max_bytes is not None and len(data) > max_bytes:
@@ -129,9 +132,9 @@ def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None, max
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if max_side is not None and FORMATS[image.format] == "JPEG" and max(width, height) > 2 * max_side:
-                scale = max_side / max(width, height)
-                image.draft("L", (max(1, int(width * scale)), max(1, int(height * scale))))
+            if draft_side is not None and FORMATS[image.format] == "JPEG" and max(width, height) >= 2 * draft_side:
+                scale = draft_side / max(width, height)
+                image.draft("L", (max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))))
             image.load()  # decodes every pixel: truncated or corrupt data fails here
             image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -175,9 +178,10 @@ def fit(gray: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
 
 
-def prepare_photo(data: bytes, max_pixels: int = 40_000_000, max_bytes: int | None = None, max_side: int = DETECT_MAX_SIDE) -> Photo:
+def prepare_photo(data: bytes, max_pixels: int = 40_000_000, max_bytes: int | None = None, max_side: int = DETECT_MAX_SIDE,
+                  draft_side: int = DETECT_DRAFT_SIDE) -> Photo:
     """Bytes → the bounded upright photo ``face_pipeline`` gets, or a 4xx ``EmotuneError``."""
-    gray = decode_image(data, max_pixels, max_bytes, max_side=max_side)
+    gray = decode_image(data, max_pixels, max_bytes, draft_side=draft_side)
     width, height = upright_size(data)
     return Photo(np.ascontiguousarray(fit(gray, max_side)), width, height)
 
@@ -218,6 +222,6 @@ def prepare_faces(data: bytes, detect: bool = False, max_faces: int = 16, max_pi
     params = preprocessing or {}
     size = int(params.get("size", SIZE))
     mean, std = float(params.get("mean", MEAN)), float(params.get("std", STD))
-    gray = decode_image(data, max_pixels, max_bytes, max_side=2 * size)
+    gray = decode_image(data, max_pixels, max_bytes, draft_side=2 * size)
     width, height = upright_size(data)
     return FaceInputs(normalize(whole_image(gray, size), mean, std), [Box(0, 0, width, height)], width, height, False)

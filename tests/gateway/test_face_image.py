@@ -17,6 +17,7 @@ from PIL import Image
 
 from gateway.errors import EmotuneError
 from gateway.preprocessing.image import (
+    DETECT_DRAFT_SIDE,
     DETECT_MAX_SIDE,
     MAX_ASPECT,
     MEAN,
@@ -158,7 +159,7 @@ def test_the_widest_accepted_shape_does_bounded_work():
     faces = prepare_faces(data)
     assert faces.inputs.shape == (1, 1, SIZE, SIZE) and (faces.width, faces.height) == (MAX_ASPECT * 300, 300)
     photo = prepare_photo(data)
-    assert max(photo.pixels.shape) == DETECT_MAX_SIDE and photo.pixels.shape[0] >= 1
+    assert max(photo.pixels.shape) == DETECT_MAX_SIDE and photo.pixels.shape[0] >= 1  # a PNG: decoded in full, then shrunk
 
 
 def test_every_side_over_the_limit_is_refused():
@@ -199,10 +200,16 @@ def test_a_large_photo_is_bounded_and_its_boxes_map_back(fmt):
     y, x = np.mgrid[0:3000, 0:4000]
     big = Image.fromarray(((x // 7 + y // 5) % 256).astype(np.uint8), "L")
     photo = prepare_photo(encode(big, fmt))
-    assert max(photo.pixels.shape) == DETECT_MAX_SIDE and (photo.width, photo.height) == (4000, 3000)
+    assert DETECT_DRAFT_SIDE <= max(photo.pixels.shape) <= DETECT_MAX_SIDE and (photo.width, photo.height) == (4000, 3000)
     assert abs(photo.pixels.shape[0] / photo.pixels.shape[1] - 0.75) < 0.01
-    (box,) = photo.boxes(np.array([[128, 96, 320, 320]]))
+    scale = photo.pixels.shape[1] / 4000
+    (box,) = photo.boxes(np.array([[400, 300, 1000, 1000]]) * scale)
     assert box == Box(400, 300, 1000, 1000)
+
+
+def test_a_jpeg_decodes_at_reduced_scale_only_down_to_the_draft_side(shared_data):
+    photo = prepare_photo((shared_data / "samples" / "surprised.jpg").read_bytes())
+    assert photo.pixels.shape == (405, 600) and (photo.width, photo.height) == (1200, 810)
 
 
 def test_an_exif_rotated_photo_is_sent_upright():
@@ -213,7 +220,7 @@ def test_an_exif_rotated_photo_is_sent_upright():
     photo = prepare_photo(encode(image, "JPEG", exif=exif.tobytes(), quality=95))
     assert (photo.width, photo.height) == (1500, 3000)
     h, w = photo.pixels.shape
-    assert h > w and max(h, w) == DETECT_MAX_SIDE and photo.pixels[: h // 20, -w // 20 :].mean() > 200
+    assert h > w and DETECT_DRAFT_SIDE <= max(h, w) <= DETECT_MAX_SIDE and photo.pixels[: h // 20, -w // 20 :].mean() > 200
 
 
 def test_boxes_are_clipped_to_the_photo():
