@@ -55,18 +55,27 @@ def fit(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     max_grad_norm: float | None = 1.0,
     val_reduce: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    resumed: list[dict] | None = None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
 ) -> FitResult:
     """Train for up to ``epochs``; keep the weights with the best validation macro-F1; stop after ``patience`` epochs without gain.
 
     ``train_batches(epoch)`` yields the epoch's batches (so the caller controls shuffling and augmentation).
     ``val_batches=None`` trains every epoch and keeps the last weights (a count chosen elsewhere, e.g. by cross-validation).
     ``val_reduce`` maps the validation rows' (probabilities, labels) to the unit that is scored (speech: windows → clips).
+    ``resumed``: the history of the epochs already trained (their best weights already at ``checkpoint``, the model
+    holding the last epoch's); training goes on from the next epoch and the best is chosen over all of them.
+    ``on_epoch(history)`` runs after each epoch with validation, once ``last.pt`` (that epoch's weights, beside
+    ``checkpoint``) is written: a run stopped between epochs can be resumed from them.
     """
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     model.to(device)
-    result = FitResult(best_epoch=-1, best_val_f1=-1.0)
-    stale = 0
-    for epoch in range(1, epochs + 1):
+    result = FitResult(best_epoch=-1, best_val_f1=-1.0, history=list(resumed or []))
+    for row in result.history:
+        if row["val_macro_f1"] > result.best_val_f1:
+            result.best_epoch, result.best_val_f1 = row["epoch"], row["val_macro_f1"]
+    stale = len(result.history) - result.best_epoch if result.history else 0
+    for epoch in range(len(result.history) + 1, epochs + 1):
         model.train()
         started, total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(train_batches(epoch), desc=f"epoch {epoch}/{epochs}")
@@ -99,6 +108,9 @@ def fit(
         row.update(val_loss=round(val_loss, 4), val_accuracy=round(val_acc, 4), val_macro_f1=round(val_f1, 4),
                    seconds=round(time.perf_counter() - started, 1))
         result.history.append(row)
+        if on_epoch is not None:
+            torch.save(model.state_dict(), checkpoint.with_name("last.pt"))
+            on_epoch(result.history)
         tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  val acc {val_acc:.4f}  val macro-F1 {val_f1:.4f}")
         if val_f1 > result.best_val_f1:
             result.best_epoch, result.best_val_f1, stale = epoch, val_f1, 0

@@ -247,7 +247,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.variant and args.variant.startswith("whisper"):
         cfg = config_from_args(WhisperTrainConfig(), args)
         if (blocks := parse_variant(args.variant)) is not None:
-            cfg = replace(cfg, blocks=blocks, layers=tuple(range(blocks + 1)))
+            cfg = replace(cfg, blocks=blocks, layers=(blocks,))
         report = train_whisper(cfg)
         cv = report["cv_summary"]["accuracy"]
         print(f"{cfg.n_folds}-fold actor cross-validation: accuracy {cv['mean']:.4f} ± {cv['std']:.4f} (epoch {report['best_epoch']}); "

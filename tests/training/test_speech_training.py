@@ -122,8 +122,8 @@ def test_whisper_variant_cross_validates_trains_and_exports(ravdess, tmp_path):
     from training.speech_whisper import WhisperTrainConfig, train_whisper
 
     run = tmp_path / "whisper_run"
-    cfg = WhisperTrainConfig(data_dir=ravdess, out_dir=run, blocks=2, layers=(0, 1, 2), epochs=2, limit=28, n_folds=2, augment_copies=0,
-                             workers=1, threads=1)
+    cfg = WhisperTrainConfig(data_dir=ravdess, out_dir=run, cache_dir=None, sweep_report=None, blocks=2, layers=(0, 1, 2), epochs=2, limit=28,
+                             n_folds=2, augment_copies=0, workers=1, threads=1)
     report = train_whisper(cfg)
     assert report["cv_out_of_fold_pytorch_fp32"]["n"] == 28 and "Whisper-base" in report["model"]
     assert len(report["cv_per_fold"]) == 2 and 1 <= report["best_epoch"] <= 2
