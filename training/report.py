@@ -27,7 +27,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[
         "n": int(len(y_true)),
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
         "macro_f1": round(float(f1_score(y_true, y_pred, average="macro")), 4),
-        "per_class_f1": {name: round(float(v), 4) for name, v in zip(labels, per_class)},
+        "per_class_f1": {name: round(float(v), 4) for name, v in zip(labels, per_class, strict=True)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=range(len(labels))).tolist(),
     }
 

@@ -72,6 +72,7 @@ class TextTrainConfig:
     seed: int = 13
     threads: int | None = None
     evaluate_only: bool = False  # re-evaluate ``out_dir/model.pt`` and rewrite the report, without training
+    resume_from: Path | None = None  # a run folder whose last weights and ``history.json`` this run continues (same schedule)
 
 
 def length_grouped_batches(lengths: list[int], indices: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -124,8 +125,11 @@ def train_text(cfg: TextTrainConfig) -> dict:
     model = TextEmotionModel(len(labels))
     checkpoint = cfg.out_dir / "model.pt"
     history, best_epoch = [], None
-    if cfg.evaluate_only:
+    if cfg.evaluate_only:  # the history of the run that wrote the checkpoint, when it got to write one
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        if (cfg.out_dir / "history.json").exists():
+            history = json.loads((cfg.out_dir / "history.json").read_text())
+            best_epoch = max(history, key=lambda row: row["val_macro_f1"])["epoch"]
     else:
         rng = np.random.default_rng(cfg.seed)
         steps = cfg.epochs * math.ceil(len(tr_idx) / cfg.batch_size)
@@ -134,7 +138,15 @@ def train_text(cfg: TextTrainConfig) -> dict:
             weight_decay=cfg.weight_decay,
         )
         warm = max(1, int(cfg.warmup * steps))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+        resumed = []
+        if cfg.resume_from:  # weights and history carry over; the schedule goes on from where the run stopped (AdamW's moments restart)
+            resumed = json.loads((cfg.resume_from / "history.json").read_text())
+            model.load_state_dict(torch.load(cfg.resume_from / "last.pt", map_location="cpu", weights_only=True))
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_bytes((cfg.resume_from / "model.pt").read_bytes())
+        done = len(resumed) * math.ceil(len(tr_idx) / cfg.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + done + 1) / warm, max(0.0, (steps - s - done) / max(1, steps - warm))))
         result = fit(
             model,
             train_batches=lambda epoch: _batches(tokenizer, train.texts, train.labels,
@@ -147,6 +159,8 @@ def train_text(cfg: TextTrainConfig) -> dict:
             checkpoint=checkpoint,
             device=cfg.device,
             scheduler=scheduler,
+            resumed=resumed,
+            on_epoch=lambda history: (cfg.out_dir / "history.json").write_text(json.dumps(history, indent=2)),
         )
         history, best_epoch = result.history, result.best_epoch
     te_groups = length_grouped_batches(test_len, te_idx, 64, None)
@@ -159,6 +173,9 @@ def train_text(cfg: TextTrainConfig) -> dict:
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "labels": labels,
         "best_epoch": best_epoch,
+        **({"resumed_from": f"{cfg.resume_from}: its epochs' weights and history carried over; this run trained the later epochs "
+                            f"of a {cfg.epochs}-epoch linear-decay schedule from the step it reached, AdamW's moments restarted"}
+           if cfg.resume_from else {}),
         "history": history,
         "test_pytorch_fp32": classification_metrics(y, probs.argmax(1), labels),
     }

@@ -160,7 +160,8 @@ def test_a_warm_restart_starts_from_its_parent_and_learns_from_its_teacher(share
 
 
 def test_face_size_budget_is_what_the_other_models_leave(tmp_path):
-    for flavour, model, size in (("python", "text_emotion", 30_000_000), ("onnxruntime", "text_emotion", 50_000_000), ("python", "face_emotion", 9_000_000)):
+    sizes = (("python", "text_emotion", 30_000_000), ("onnxruntime", "text_emotion", 50_000_000), ("python", "face_emotion", 9_000_000))
+    for flavour, model, size in sizes:
         (tmp_path / flavour / model / "1").mkdir(parents=True)
         with open(tmp_path / flavour / model / "1" / "model.onnx", "wb") as f:
             f.truncate(size)
