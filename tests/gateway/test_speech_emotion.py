@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 
+from gateway.postprocessing import calibrate
 from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, prepare_speech
 from tests.conftest import REPOSITORY
 from tests.gateway.test_speech_audio import (
@@ -63,7 +64,8 @@ def test_answer_equals_the_model_run_on_the_shared_features(client: httpx.Client
     speech = prepare_speech(data, config, stats)
     feeds = {"features": speech.windows, "lengths": speech.lengths}
     session = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx"))
-    expected = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0].mean(0)
+    raw = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+    expected = calibrate(raw, meta.get("calibration", {}).get("temperature", 1.0)).mean(0)  # each window calibrated, then averaged
     body = post_audio(client, data, "calm.flac").json()
     assert [body["scores"][k] for k in LABELS] == pytest.approx(expected.tolist(), abs=1e-3)
 
