@@ -85,7 +85,10 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
 
     face_detection = json.loads((tmp_path / "face_detection.json").read_text())
     if not face_detection.get("skipped"):
-        assert [r for r in face_detection["rows"] if r["shipped"]] and all(0 <= r["recall"] <= 1 and r["cpu_ms_per_image"] > 0 for r in face_detection["rows"])
+        rows = face_detection["rows"]
+        assert {"haar (gateway before)", "blazeface face_pipeline (served)"} <= set(rows)
+        assert all(0 <= r["recall"] <= 1 and r["cpu_ms_per_image"] > 0 and 0 <= r["tight_crops"]["share"] <= 1 for r in rows.values())
+        assert face_detection["pipeline_accuracy_fer2013_val_dedup"]["images"] > 0 and face_detection["notes"]
 
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Targets" in report and "## Triton" in report and "## Gateway" in report
