@@ -67,8 +67,10 @@ def write_report(out_dir: Path, title: str, report: dict, labels: list[str], mat
                       f"- macro-F1: **{value['macro_f1']:.4f}**", "", "| class | F1 |", "|---|---|"]
             lines += [f"| {k} | {v:.4f} |" for k, v in value["per_class_f1"].items()]
             lines.append("")
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            lines += [f"## {key}", ""] + [f"- {v}" for v in value] + [""]
         elif isinstance(value, (list, dict)):
-            lines += [f"## {key}", "", "```json", json.dumps(value, indent=2), "```", ""]
+            lines += [f"## {key}", "", "```json", json.dumps(value, indent=2, ensure_ascii=False), "```", ""]
         else:
             lines += [f"- **{key}**: {value}"]
     lines += ["", f"![confusion matrix]({'confusion_matrix.png'})", ""]
