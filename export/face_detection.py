@@ -32,8 +32,9 @@ OUTPUTS = {"regressors": "regressors", "classificators": "classificators",  # sh
            "reshaped_regressor_face_4": "regressors", "reshaped_classifier_face_4": "classificators"}  # full range's
 PARITY_ATOL = 1e-3  # raw logits reach ±150; float32 convolutions in another order differ by ~1e-5 of that
 # Measured with bench/face_detection on its scenes and FER2013 val (bench/report, "Face detection").
-PIPELINE = {"range": "short", "grids": [1, 3, 5], "tile_overlap": 1.5, "pad": 0.25, "score_threshold": 0.55, "tile_score_threshold": 0.75,
-            "nms_iou": 0.3, "skip_tiles_face": 0.25, "face_margin": 0.1, "face_shift_y": -0.075, "max_faces": 16}
+PIPELINE = {"range": "short", "grids": [1, 3, 5, 8], "tile_overlap": 1.5, "pad": 0.25, "score_threshold": 0.55, "tile_score_threshold": 0.55,
+            "verify_below": 0.8, "verify_threshold": 0.7, "verify_scale": 2.5, "nms_iou": 0.3, "skip_tiles_face": 0.25, "face_margin": 0.1,
+            "face_shift_y": -0.075, "max_faces": 16}
 PIPELINE_MAX_BATCH = 8
 
 

@@ -9,7 +9,8 @@ Per image (uint8 grayscale ``[H, W]``, already decoded, EXIF-rotated and bounded
    the frame, a tight crop, looks like a face in a photo to the detector), resized to the detector's input; for each
    further ``grids`` level the square is cut into g×g overlapping tiles (each ``tile_overlap`` × the cell), so small
    faces reach the detector at a size it finds. A tile's detections must score ``tile_score_threshold`` (higher than
-   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch. The whole
+   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch; a small
+   candidate under ``verify_below`` must be found again in a view centred on it (``_verify``). The whole
    views of all queued requests go to ``face_detection`` as one batch, then the tiles of the images that need them
    (none when the whole view found a face of at least ``skip_tiles_face`` of the long side) as a second.
 2. **Decoding** of BlazeFace's anchor offsets, only for anchors over the score threshold (a few of 896 or 2304), then
@@ -171,6 +172,9 @@ class FacePipeline:
         self.nms_iou = float(config.get("nms_iou", 0.3))
         self.min_side = float(config.get("min_face", 0))
         self.skip_tiles_face = float(config.get("skip_tiles_face", 1.0))
+        self.verify_below = float(config.get("verify_below", 0.0))
+        self.verify_threshold = float(config.get("verify_threshold", 0.7))
+        self.verify_scale = float(config.get("verify_scale", 2.5))
         self.max_faces = int(config.get("max_faces", 16))
         self.face_size = int(config.get("face_size", 48))
         self.margin = float(config.get("face_margin", 0.1))
@@ -200,7 +204,7 @@ class FacePipeline:
                     out.append((x, y, tile, True))
         return out
 
-    def _run_views(self, images: list[np.ndarray], plans: list[list]) -> list[tuple[list, list]]:
+    def _run_views(self, images: list[np.ndarray], plans: list[list], threshold: float | None = None) -> list[tuple[list, list]]:
         """Every planned view of every image through the detector in one batch → per image its (boxes, scores) lists."""
         views = []
         for image, plan in zip(images, plans):
@@ -215,7 +219,8 @@ class FacePipeline:
         for i, (image, plan) in enumerate(zip(images, plans)):
             height, width = image.shape
             for x, y, side, is_tile in plan:
-                hit = np.nonzero(scores[k] >= (self.tile_threshold if is_tile else self.threshold))[0]
+                limit = threshold if threshold is not None else self.tile_threshold if is_tile else self.threshold
+                hit = np.nonzero(scores[k] >= limit)[0]
                 if len(hit):
                     reg, centre = regressors[k][hit, :4] / self.size, self.anchors[hit]
                     cx, cy = centre[:, 0] + reg[:, 0], centre[:, 1] + reg[:, 1]
@@ -249,7 +254,7 @@ class FacePipeline:
             for i, (boxes, scores) in zip(tiled, more):
                 found[i][0].extend(boxes)
                 found[i][1].extend(scores)
-        results = []
+        merged = []
         for boxes_list, scores_list in found:
             if boxes_list:
                 boxes, kept = blend_nms(np.concatenate(boxes_list), np.concatenate(scores_list), self.nms_iou)
@@ -257,10 +262,42 @@ class FacePipeline:
                 boxes, kept = np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
             sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
             ok = sides >= self.min_side
-            boxes, kept = boxes[ok], kept[ok]
+            merged.append((boxes[ok], kept[ok]))
+        if self.verify_below > 0:
+            merged = self._verify(images, merged)
+        results = []
+        for boxes, kept in merged:
             order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")[: self.max_faces]
             results.append((boxes[order], kept[order]))
         return results
+
+    def _verify(self, images: list[np.ndarray], merged: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """A candidate under ``skip_tiles_face`` of the long side scoring under ``verify_below`` is looked at again in a view
+        centred on it, ``verify_scale`` × its side (the scale the detector likes best); it stays only if that view finds
+        it at ``verify_threshold``. Tiles can then take a lower threshold: a face-like patch rarely passes twice."""
+        def small(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:  # large faces come from the whole view: nothing to re-frame
+            return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < self.skip_tiles_face * max(image.shape)
+
+        asks = [(i, j) for i, (boxes, scores) in enumerate(merged) for j in np.nonzero((scores < self.verify_below) & small(boxes, images[i]))[0]]
+        if not asks:
+            return merged
+        plans = []
+        for i, j in asks:
+            box = merged[i][0][j]
+            side = max(box[2] - box[0], box[3] - box[1]) * self.verify_scale
+            plans.append([((box[0] + box[2] - side) / 2, (box[1] + box[3] - side) / 2, side, False)])
+        checked = self._run_views([images[i] for i, _ in asks], plans, threshold=self.verify_threshold)
+        drop = {}
+        for (i, j), (boxes_list, _) in zip(asks, checked):
+            box = merged[i][0][j]
+            if not any((iou(box, boxes) > 0.3).any() for boxes in boxes_list):
+                drop.setdefault(i, []).append(j)
+        out = []
+        for i, (boxes, scores) in enumerate(merged):
+            keep = np.ones(len(boxes), bool)
+            keep[drop.get(i, [])] = False
+            out.append((boxes[keep], scores[keep]))
+        return out
 
     def crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * self.margin)
