@@ -3,7 +3,6 @@ the MobileNetV2 rebuild, augmentation, and a smoke run of train → compare → 
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -116,6 +115,7 @@ def test_augment_keeps_shape_and_range():
 def test_smoke_train_compare_export(shared_data, tmp_path):
     """A few hundred images, one epoch: the whole path runs and writes a loadable two-flavour repository."""
     from export.face import export
+    from export.pipeline import ExportOptions
 
     runs = tmp_path / "runs"
     cfg = FaceTrainConfig(variant="resnet", data_dir=shared_data / "fer2013", out_dir=runs, epochs=1, limit=300, val_limit=120, distill=0.0)
@@ -126,12 +126,14 @@ def test_smoke_train_compare_export(shared_data, tmp_path):
     comparison = compare(runs, shared_data / "fer2013")
     assert comparison["served"]["members"] == ["resnet"]
     repository = tmp_path / "repo"
-    export(runs, repository, argparse.Namespace(data_dir=shared_data / "fer2013", test_limit=64))
+    report = export(ExportOptions(run_dir=runs, repository=repository, data_dir=shared_data / "fer2013", test_limit=64))
+    assert report["calibration"]["temperature"] > 0 and len(report["calibration"]["cross_fitted_halves"]) == 2
     for flavour in ("python", "onnxruntime"):
         model_dir = repository / flavour / "face_emotion"
         assert (model_dir / "1" / "model.onnx").exists()
         meta = json.loads((model_dir / "model.json").read_text())
         assert meta["labels"] == LABELS and meta["inputs"][0]["dims"] == [1, 48, 48]
+        assert meta["calibration"] == {"temperature": report["calibration"]["temperature"]}
     assert "dynamic_batching" in (repository / "python" / "face_emotion" / "config.pbtxt").read_text()
     assert "FP16" in (repository / "onnxruntime" / "face_emotion" / "config.pbtxt").read_text()
     assert (repository / "reports" / "face_emotion" / "confusion_matrix.png").exists()
