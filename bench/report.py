@@ -119,6 +119,19 @@ def gateway_speed_targets(gateway: dict | None) -> list[dict]:
     return rows
 
 
+def gateway_ab_section(ab: dict | None) -> str:
+    """The gateway's text settings measured interleaved (bench.gateway_ab): the coalescing switch and its calls in flight."""
+    if not ab or not ab.get("rows"):
+        return ""
+    md = ["\n## Gateway text settings, interleaved (`python -m bench.gateway_ab`)\n\n", ab["method"] + ".\n\n"]
+    md.append(_table(["variant", "concurrency", "req/s (median)", "ratio to ref (median of rounds)", "per-round ratios", "p50 ms", "p99 ms",
+                      "gateway CPU ms/req", "tritonserver CPU ms/req"],
+                     [[f"{r['variant']}: {r['change']}", r["concurrency"], r["throughput_rps"], r["median_ratio_to_ref"],
+                       " ".join(f"{x:g}" for x in r["ratios_to_ref"]), r["p50_ms"], r["p99_ms"], r["gateway_cpu_ms"], r["tritonserver_cpu_ms"]]
+                      for r in ab["rows"]]))
+    return "".join(md)
+
+
 def text_profile_section(gateway: dict | None) -> str:
     """Where a /text_emotion request's CPU milliseconds go (bench.text_profile), and the in-process ceiling beside it."""
     prof = ((gateway or {}).get("service") or {}).get("profile")
@@ -137,7 +150,9 @@ def text_profile_section(gateway: dict | None) -> str:
                   f"req/s, p50 {prof['p50_ms']} ms, p99 {prof['p99_ms']} ms): `py-spy` samples the gateway and one python-backend stub, "
                   f"`/proc` gives each process's CPU time over the window; a category's share of a process's samples times that process's "
                   f"CPU ms per request is its cost (`bench/text_profile.py` names each sample by its innermost recognised frame). "
-                  f"Total {prof['total_cpu_ms_per_request']} CPU ms per request, of the 2 cores' 2000 ms per second.\n\n")
+                  f"Total {prof['total_cpu_ms_per_request']} CPU ms per request, of the 2 cores' 2000 ms per second."
+                  + (f" The gateway's text batcher made {prof['coalesced_calls']:g} calls, {prof['requests_per_call']} requests per call."
+                     if prof.get("requests_per_call") else "") + "\n\n")
         md.append(_table(["process", "what", "share of the process's samples", "CPU ms per request"],
                          [[r["process"], r["what"], r["share"], r["cpu_ms_per_request"]] for r in prof["rows"]]))
     elif prof:
@@ -196,6 +211,7 @@ def markdown(data: dict) -> str:
         for route, note in gw["service"].get("notes", {}).items():
             md.append(f"\n{route}: {note}\n")
     md.append(text_profile_section(gw))
+    md.append(gateway_ab_section(data.get("gateway_ab")))
     tr = data.get("triton")
     if tr:
         md.append("\n## Triton (perf_analyzer over gRPC, real token inputs)\n\n")
@@ -370,7 +386,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "steps": steps, "machine": machine,
         "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
         "ceiling": ceiling, "tuning": tuning, "face_detection": face_detection, "serving_rates": serving_rates(ceiling, triton, gateway),
-        "soak": _load(out / "soak.json"),
+        "soak": _load(out / "soak.json"), "gateway_ab": _load(out / "gateway_ab.json"),
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",

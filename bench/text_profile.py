@@ -86,6 +86,18 @@ def categorize(raw: Path, rules: list[tuple[str, str]]) -> Counter:
     return counts
 
 
+def coalesced(url: str) -> tuple[float, float]:
+    """(calls, requests) the gateway's text batcher has made and carried so far (its Prometheus histogram)."""
+    import httpx
+
+    values = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        for name in ("emotune_text_coalesced_requests_count", "emotune_text_coalesced_requests_sum"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    return values.get("emotune_text_coalesced_requests_count", 0.0), values.get("emotune_text_coalesced_requests_sum", 0.0)
+
+
 def profile(url: str, requests: list, gateway_pid: int, triton_pid: int, concurrency: int, seconds: float, run_load) -> dict:
     """One load point with sampling; returns the rows of the breakdown (CPU ms per request per category)."""
     spy = py_spy()
@@ -100,9 +112,11 @@ def profile(url: str, requests: list, gateway_pid: int, triton_pid: int, concurr
     time.sleep(1.0)  # py-spy attaches
     processes = {"gateway": [gateway_pid], "tritonserver (gRPC front end, dynamic batcher)": [triton_pid], "stubs": stubs}
     before = {k: sum(own_cpu_seconds(p) for p in pids) for k, pids in processes.items()}
+    calls_before = coalesced(url)
     before_load = time.process_time()
     point = run_load(url, requests, concurrency, 0.0, seconds - 1.5)
     after = {k: sum(own_cpu_seconds(p) for p in pids) for k, pids in processes.items()}
+    calls = [b - a for a, b in zip(calls_before, coalesced(url), strict=True)]
     load_ms = 1000 * (time.process_time() - before_load) / max(1, point["requests_total"])
     errors = {}
     for name, proc in spies.items():
@@ -140,4 +154,5 @@ def profile(url: str, requests: list, gateway_pid: int, triton_pid: int, concurr
     return {"concurrency": concurrency, "seconds": seconds, "requests": point["requests_total"], "throughput_rps": point["throughput_rps"],
             "p50_ms": point["p50_ms"], "p99_ms": point["p99_ms"], "rows": rows,
             "cpu_ms_per_request": {k: round(v, 3) for k, v in ms.items()} | {"load generator": round(load_ms, 3)},
-            "total_cpu_ms_per_request": round(sum(ms.values()) + load_ms, 3), "sampler_errors": errors}
+            "total_cpu_ms_per_request": round(sum(ms.values()) + load_ms, 3), "sampler_errors": errors,
+            "coalesced_calls": calls[0], "requests_per_call": round(calls[1] / calls[0], 2) if calls[0] else None}

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_timeout_s: float = Field(5.0, description="Deadline of one inference call; past it the gateway answers 503")
-    text_coalesce: bool = Field(True, description="Concurrent /text_emotion requests share inference calls (gateway/services/text_batcher.py)")
+    text_coalesce: bool = Field(False, description="Concurrent /text_emotion requests share inference calls (gateway/services/text_batcher.py); "
+                                "off: measured slower at concurrency 32 with Triton's 2 × 1-thread instances (bench.gateway_ab)")
     text_coalesce_in_flight: int = Field(2, ge=1, description="Text calls in flight at once; requests arriving meanwhile join the next call")
     text_coalesce_max_tokens: int | None = Field(None, description="Real tokens per coalesced call at most; default: max batch × max length")
     triton_ready_timeout_s: float = Field(300.0, description="How long `emotune triton` waits for every model to be READY")

@@ -86,7 +86,7 @@ class EmotionService:
 
     async def text(self, texts: list[str], max_batch: int | None = None) -> list[dict]:
         """Emotion of each text. Texts are sorted by length and sent in chunks of the model's max batch size; with
-        ``text_coalesce`` (the default) chunks of concurrent requests share calls (``TextBatcher``)."""
+        ``text_coalesce`` (off by default) chunks of concurrent requests share calls (``TextBatcher``)."""
         validate_texts(texts, self.settings.max_text_chars, max_batch or self.settings.max_batch_texts)
         info = self.model(TEXT_MODEL)
         if len(texts) == 1:

@@ -19,7 +19,7 @@ from gateway.inference.triton import TritonClient
 from gateway.model_info import ModelInfo
 from gateway.preprocessing.text import load_tokenizer
 from gateway.services.text_batcher import TextBatcher
-from tests.conftest import REPOSITORY
+from tests.conftest import REPOSITORY, start_gateway, stop_gateway
 
 TEXT_DIR = REPOSITORY / "text_emotion"
 pytestmark = pytest.mark.skipif(not (TEXT_DIR / "model.json").exists(), reason="text_emotion not exported")
@@ -118,13 +118,22 @@ def test_a_hung_backend_gives_every_queued_request_a_503_at_its_deadline():
     assert elapsed < 4.0  # the deadline counts the queue: no request waits for the calls ahead of it to time out first
 
 
-def test_gateway_answers_concurrent_requests_like_single_ones(client: httpx.Client):
-    """Through the real gateway (coalescing on by default) and Triton: the same answers alone and under concurrency,
+def test_gateway_with_coalescing_answers_concurrent_requests_like_single_ones(triton, tmp_path):
+    """Through a real gateway with EMOTUNE_TEXT_COALESCE=true and Triton: the same answers alone and under concurrency,
     and a bad text in the burst is refused on its own."""
-    alone = [client.post("/text_emotion", json={"text": t}).json() for t in TEXTS]
-    bodies = [{"text": t} for t in TEXTS] * 4 + [{"text": "   "}]
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(lambda b: client.post("/text_emotion", json=b), bodies))
+    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port), "EMOTUNE_TEXT_COALESCE": "true",
+                                  "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "EMOTUNE_MODELS": '["text_emotion"]'}, tmp_path / "gw.log")
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            alone = [client.post("/text_emotion", json={"text": t}).json() for t in TEXTS]
+            bodies = [{"text": t} for t in TEXTS] * 4 + [{"text": "   "}]
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                responses = list(pool.map(lambda b: client.post("/text_emotion", json=b), bodies))
+            coalesced = client.get("/metrics").text
+    finally:
+        stop_gateway(process)
+    calls = next(float(line.split()[1]) for line in coalesced.splitlines() if line.startswith("emotune_text_coalesced_requests_count "))
+    assert 0 < calls < len(TEXTS) + len(bodies) - 1  # some of the 40 answered requests shared a call
     assert [r.status_code for r in responses] == [200] * (len(bodies) - 1) + [422]
     assert responses[-1].json()["error"] == "empty_text"
     for i, r in enumerate(responses[:-1]):
