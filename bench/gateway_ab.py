@@ -10,20 +10,24 @@ report takes per-round ratios to the reference and their median.
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from bench.common import REPOSITORY, gateway, machine, real_texts, step_parser, tree_cpu_seconds, triton_server, write_json
 from bench.gateway_load import run_load, served_models, text_requests
+from bench.tuning import patched_code
 
-# name → (what it changes, EMOTUNE_* settings, concurrencies); the first is the reference
+# name → (what it changes, EMOTUNE_* settings, concurrencies[, shipped gateway code changes undone: bench.tuning.GATEWAY_PATCHES]);
+# the first is the reference
 VARIANTS = {
     "ref": ("shipped: text coalescing off (each request its own call; Triton's dynamic batcher batches them)", {}, (1, 32)),
     "coalesce_on": ("text coalescing on, 2 calls in flight (EMOTUNE_TEXT_COALESCE=true)", {"EMOTUNE_TEXT_COALESCE": "true"}, (1, 32)),
     "coalesce_on_f8_t120": ("text coalescing on, 8 calls in flight of ≤ 120 tokens (…_IN_FLIGHT=8, …_MAX_TOKENS=120)",
                             {"EMOTUNE_TEXT_COALESCE": "true", "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8",
                              "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"}, (32,)),
+    "gc_freeze_undone": ("gc.freeze() after start-up undone (a full collection scans every start-up object again)", {}, (32,), ("gc_freeze",)),
 }
 
 
@@ -36,14 +40,20 @@ def run(quick: bool, out: Path, rounds: int = 4, seconds: float = 8.0) -> dict:
     started = time.strftime("%H:%M", time.gmtime())
     with ExitStack() as stack:
         server = stack.enter_context(triton_server(REPOSITORY, models, out / "logs" / "gateway_ab_tritonserver.log"))
-        gateways = {name: stack.enter_context(gateway(server.grpc_port, REPOSITORY, models, out / "logs" / f"gateway_ab_{name}.log",
-                                                       extra_env=env)) for name, (_, env, _) in variants.items()}
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="emotune-ab-")))
+        gateways = {}
+        for name, (_, env, _, *undone) in variants.items():
+            code = patched_code(work / name, list(undone[0]), reverse=True) if undone else None
+            if undone and code is None:
+                continue  # the change is not in the code (any more): nothing to undo
+            gateways[name] = stack.enter_context(gateway(server.grpc_port, REPOSITORY, models, out / "logs" / f"gateway_ab_{name}.log",
+                                                         extra_env=env, cwd=code))
         for url, _ in gateways.values():
             run_load(url, requests, 4, 0.0, 1.0 if quick else 3.0)
         for r in range(rounds):
             for c in (1, 32):
-                for name, (_, _, levels) in variants.items():
-                    if c not in levels:
+                for name, (_, _, levels, *_) in variants.items():
+                    if c not in levels or name not in gateways:
                         continue
                     url, pid = gateways[name]
                     cpu = {"gateway": tree_cpu_seconds(pid), "tritonserver": tree_cpu_seconds(server.process.pid)}
