@@ -60,7 +60,8 @@ def triton_bound(triton: dict | None, ceiling: dict | None) -> str | None:
             f"({best / s['serial_batch1_infer_per_s']:.2f}× serial): batch-1 serial already keeps both cores busy (2 intra-op threads), "
             f"so batching can only gain the CPU per inference it saves (server CPU ms per inference in the Triton table)."
             + (f" Against the shipped model's own concurrency-1 throughput (one request at a time on an instance of 1 ORT thread), the looser "
-               f"reading of the target, the ratio is {s['dynamic_vs_shipped_c1']}×; the table above holds the stricter one." if "dynamic_vs_shipped_c1" in s else ""))
+               f"reading of the target, the ratio is {s['dynamic_vs_shipped_c1']}×; the table above holds the stricter one."
+               if "dynamic_vs_shipped_c1" in s else ""))
 
 
 def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> list[dict]:
@@ -175,8 +176,9 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 
 def markdown(data: dict) -> str:
-    md = [f"# Emotune benchmark report\n\nGenerated {data['generated']} by `{data['command']}`"
-          f" ({'quick mode: smoke numbers, not results' if data.get('quick') else 'partial run: ' + ', '.join(data['steps']) if data.get('steps') else 'full run'}).\n"]
+    kind = ("quick mode: smoke numbers, not results" if data.get("quick") else
+            "partial run: " + ", ".join(data["steps"]) if data.get("steps") else "full run")
+    md = [f"# Emotune benchmark report\n\nGenerated {data['generated']} by `{data['command']}` ({kind}).\n"]
     m = data.get("machine") or {}
     if m:
         md.append(f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} cores, {m.get('platform')}. Load average at start {m.get('loadavg_1m')}.\n")
@@ -256,7 +258,8 @@ def markdown(data: dict) -> str:
     if acc and acc.get("models"):
         md.append("\n## Accuracy of the optimized variants (from each model's export report)\n\n")
         md.append(_table(["model", "split", "variant", "accuracy", "Δ vs onnx_fp32 (points)"],
-                         [[model, m["split"], k, r["accuracy"], r["delta_points"]] for model, m in acc["models"].items() for k, r in m["rows"].items()]))
+                         [[model, m["split"], k, r["accuracy"], r["delta_points"]]
+                          for model, m in acc["models"].items() for k, r in m["rows"].items()]))
         md.append("\nSources: " + ", ".join(f"`{m['source']}`" for m in acc["models"].values()) + "\n")
     md.append("\n## Reproduce\n\n```bash\n" + "\n".join(data["commands"]) + "\n```\n")
     return "".join(md)
@@ -379,7 +382,8 @@ def previous_notes(out: Path) -> list[str]:
 
 def build(out: Path, command: str, quick: bool = False, notes: list[str] | None = None, steps: list[str] | None = None) -> dict:
     """``steps``: the steps this run measured, when not all of them (the report then says it is partial)."""
-    triton, gateway, ceiling, tuning, face_detection = (_load(out / f"{n}.json") for n in ("triton", "gateway", "ceiling", "tuning", "face_detection"))
+    names = ("triton", "gateway", "ceiling", "tuning", "face_detection")
+    triton, gateway, ceiling, tuning, face_detection = (_load(out / f"{n}.json") for n in names)
     acc = accuracy()
     machine = (gateway or triton or ceiling or {}).get("machine")
     data = {
