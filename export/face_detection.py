@@ -36,6 +36,7 @@ PIPELINE = {"range": "short", "grids": [1, 3, 5, 8], "tile_overlap": 1.5, "pad":
             "verify_below": 0.8, "verify_threshold": 0.7, "verify_scale": 2.5, "nms_iou": 0.3, "skip_tiles_face": 0.25, "face_margin": 0.1,
             "face_shift_y": -0.075, "max_faces": 16}
 PIPELINE_MAX_BATCH = 8
+PIPELINE_INSTANCES = 2  # while one instance waits on a BLS call the other works: one left the cores half idle at concurrency 32
 
 
 def tflite_path(kind: str) -> Path:
@@ -83,7 +84,7 @@ def pipeline_config(flavour: str, settings: dict, env_path: str | None) -> str:
             "  { name: \"detection_scores\" data_type: TYPE_FP32 dims: [ -1 ] },\n"
             "  { name: \"probabilities\" data_type: TYPE_FP32 dims: [ -1, 7 ] }\n]\n"
             "dynamic_batching { max_queue_delay_microseconds: 0 }\n"
-            "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+            f"instance_group [ {{ count: {PIPELINE_INSTANCES} kind: KIND_CPU }} ]\n"
             f"parameters: {{ key: \"pipeline\" value: {{ string_value: {escaped} }} }}\n")
     if flavour == "python" and env_path:
         text += f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env_path}" }} }}\n'
