@@ -211,9 +211,7 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
         return {"onnx_fp32": fp32, SERVED_INT8: quantize_matmuls_int8(fp32, work / "model_int8.onnx"), FP16: to_fp16(fp32, work / "model_fp16.onnx")}
 
     def evaluate(name: str, path: Path) -> dict | None:
-        """FP32 and the served INT8: cross-validated as served (each fold's head, exported and quantized the same way)."""
-        if name not in ("onnx_fp32", SERVED_INT8):
-            return None
+        """Each file cross-validated as served (each fold's head, exported and converted the same way)."""
         if not oof:
             oof.update(_out_of_fold(run_dir, folds, fold_of, data))
         return classification_metrics(data.labels, oof[name]["clip_probs"].argmax(1), labels)
@@ -265,6 +263,7 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
         "cv_out_of_fold_pytorch_fp32": train_report["cv_out_of_fold_pytorch_fp32"],
         "cv_out_of_fold_onnx_fp32": exported.metrics["onnx_fp32"],
         f"cv_out_of_fold_{SERVED_INT8}": exported.metrics[SERVED_INT8],
+        f"cv_out_of_fold_{FP16} (run here on CPU)": exported.metrics[FP16],
     }
     report = {"notes": whisper_notes(report), **report}
     matrix_key = f"cv_out_of_fold_{SERVED_INT8}"
@@ -277,8 +276,9 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
 
 
 def _out_of_fold(run_dir: Path, folds: list[list[Clip]], fold_of: np.ndarray, data: Windows) -> dict[str, dict[str, np.ndarray]]:
-    """Each fold's head exported (FP32) and quantized (INT8) like the served file, run on its own actors' windows."""
-    found: dict[str, dict[str, list]] = {"onnx_fp32": {"window_probs": [], "owner": []}, SERVED_INT8: {"window_probs": [], "owner": []}}
+    """Each fold's head exported (FP32), quantized (INT8) and halved (FP16, run here on CPU) like the served files, run on its
+    own actors' windows."""
+    found: dict[str, dict[str, list]] = {name: {"window_probs": [], "owner": []} for name in ("onnx_fp32", SERVED_INT8, FP16)}
     for k in range(len(folds)):
         fold_model, _ = load_whisper_run(run_dir, f"fold{k}.pt")
         rows = np.flatnonzero(fold_of == k)
@@ -286,7 +286,8 @@ def _out_of_fold(run_dir: Path, folds: list[list[Clip]], fold_of: np.ndarray, da
         example = {"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])}
         fp32 = export_onnx(_Probabilities(fold_model).eval(), example, ["probabilities"], _axes(True),
                            run_dir / "onnx" / "folds" / f"fold{k}_fp32.onnx")
-        for name, path in (("onnx_fp32", fp32), (SERVED_INT8, quantize_matmuls_int8(fp32, fp32.with_name(f"fold{k}_int8.onnx")))):
+        for name, path in (("onnx_fp32", fp32), (SERVED_INT8, quantize_matmuls_int8(fp32, fp32.with_name(f"fold{k}_int8.onnx"))),
+                           (FP16, to_fp16(fp32, fp32.with_name(f"fold{k}_fp16.onnx")))):
             found[name]["window_probs"].append(_window_probs(path, windows, lengths))
             found[name]["owner"].append(rows[owner])
     out = {}
