@@ -135,7 +135,7 @@ def face_model_spec(tta: bool) -> ModelSpec:
         max_batch_size=32,
         preferred_batch_sizes=[4, 8, 16, 32],
         preprocessing={"size": SIZE, "mean": MEAN, "std": STD, "face_margin": FACE_MARGIN, "color": "grayscale",
-                       "detector": "opencv haarcascade_frontalface_default", "tta": "mirror" if tta else "none"},
+                       "detector": "face_pipeline: BlazeFace short range in Triton (export/face_detection.py)", "tta": "mirror" if tta else "none"},
     )
 
 
