@@ -119,8 +119,9 @@ def test_long_clip_has_a_timeline_and_runs_as_one_batch(client: httpx.Client, sh
     assert largest >= len(timeline), stats["batch_stats"]
 
 
-def test_held_out_actors_are_recognised_well_above_chance(client: httpx.Client, shared_data):
-    """Strong-intensity clips of actors never seen in training (17–20), through the whole service."""
+def test_strong_clips_are_recognised_well_above_chance_through_the_service(client: httpx.Client, shared_data):
+    """Strong-intensity clips of actors 17–20 through the whole service. The served model trained on all 20 actors,
+    so this checks the serving path end to end; its accuracy on unseen speakers is the report's cross-validation."""
     names = [p for actor in (17, 18, 19, 20) for p in sorted((shared_data / "ravdess" / f"Actor_{actor}").glob("03-01-0[2-7]-02-01-01-*.flac"))]
     names += sorted((shared_data / "ravdess").glob("Actor_1[7-9]/03-01-01-01-01-01-*.flac"))
     codes = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust"}
