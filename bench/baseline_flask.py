@@ -40,7 +40,7 @@ def load_model(run_dir: Path = TEXT_RUN):
     else:
         labels, max_length = DEFAULT_LABELS, 64
         model = TextEmotionModel(len(labels))  # pretrained encoder, random head
-        origin = "pretrained encoder + random head (no checkpoint found at %s)" % checkpoint
+        origin = f"pretrained encoder + random head (no checkpoint found at {checkpoint})"
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir()))
     return model, tokenizer, labels, max_length, origin
@@ -65,8 +65,13 @@ def create_app(run_dir: Path = TEXT_RUN):
             logits = model(inputs["input_ids"], inputs["attention_mask"])
         probabilities = torch.softmax(logits, dim=-1)[0]
         best = int(torch.argmax(probabilities))
-        return jsonify({"emotion": labels[best], "confidence": float(probabilities[best]),
-                        "scores": {label: float(p) for label, p in zip(labels, probabilities)}})
+        return jsonify(
+            {
+                "emotion": labels[best],
+                "confidence": float(probabilities[best]),
+                "scores": {label: float(p) for label, p in zip(labels, probabilities)},
+            }
+        )
 
     @app.route("/healthz", methods=["GET"])
     def healthz():

@@ -36,8 +36,9 @@ def _matmul_graph(n: int, integer: bool) -> bytes:
         b = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "B")
         node = helper.make_node("MatMul", ["A", "B"], ["Y"])
         a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
-    graph = helper.make_graph([node], "mm", [helper.make_tensor_value_info("A", a_type, [n, n])],
-                              [helper.make_tensor_value_info("Y", y_type, [n, n])], initializer=[b])
+    graph = helper.make_graph(
+        [node], "mm", [helper.make_tensor_value_info("A", a_type, [n, n])], [helper.make_tensor_value_info("Y", y_type, [n, n])], initializer=[b]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
@@ -66,7 +67,7 @@ def matmul_ceiling(n: int, threads: int, min_time: float) -> dict:
             out[kind] = f"unavailable: {exc}"
             continue
         a = rng.integers(0, 255, (n, n), dtype=np.uint8) if integer else rng.standard_normal((n, n), dtype=np.float32)
-        seconds = _timed(lambda: sess.run(None, {"A": a}), min_time)
+        seconds = _timed(lambda sess=sess, a=a: sess.run(None, {"A": a}), min_time)
         out[f"{kind}_gops"] = round(2 * n**3 / seconds / 1e9, 1)
     return out
 
@@ -115,9 +116,11 @@ def model_rate(onnx_path: Path, texts: list[str], threads: int, shape: dict, min
     order = sorted(texts, key=lambda t: len(exact.encode([t])["input_ids"][0]))
     batches = [exact.encode(order[i : i + 32]) for i in range(0, len(order), 32)]
     for name, feeds in (("batch1", singles), ("sorted_batch32", batches)):
-        def once():
+
+        def once(feeds=feeds):
             for f in feeds:
                 sess.run(None, f)
+
         seconds = _timed(once, min_time, min_reps=2)
         flops = sum(model_flops(f["input_ids"].shape[1], shape) * f["input_ids"].shape[0] for f in feeds)
         out[name] = {"sentences_per_s": round(len(texts) / seconds, 1), "achieved_gops": round(flops / seconds / 1e9, 1)}

@@ -182,23 +182,30 @@ def triton_server(repository: Path, models: list[str], log: Path, timeout: float
 
 
 @contextmanager
-def gateway(triton_grpc_port: int, repository: Path, models: list[str], log: Path, workers: int = 1, extra_env: dict | None = None,
-            cwd: Path | None = None):
+def gateway(
+    triton_grpc_port: int, repository: Path, models: list[str], log: Path, workers: int = 1, extra_env: dict | None = None, cwd: Path | None = None
+):
     """The FastAPI gateway (``emotune serve``) as its own process, talking gRPC to the given Triton: ``(url, pid)``.
 
     ``cwd``: run the code found there instead (a patched copy; ``python -m`` puts it first on the path)."""
     port = free_port()
     env = {
         **os.environ,
-        "EMOTUNE_HOST": "127.0.0.1", "EMOTUNE_PORT": str(port), "EMOTUNE_BACKEND": "triton",
-        "EMOTUNE_TRITON_GRPC_PORT": str(triton_grpc_port), "EMOTUNE_MODEL_REPOSITORY": str(repository),
-        "EMOTUNE_MODELS": json.dumps(models), "EMOTUNE_WORKERS": str(workers), "EMOTUNE_LOG_LEVEL": "warning",
+        "EMOTUNE_HOST": "127.0.0.1",
+        "EMOTUNE_PORT": str(port),
+        "EMOTUNE_BACKEND": "triton",
+        "EMOTUNE_TRITON_GRPC_PORT": str(triton_grpc_port),
+        "EMOTUNE_MODEL_REPOSITORY": str(repository),
+        "EMOTUNE_MODELS": json.dumps(models),
+        "EMOTUNE_WORKERS": str(workers),
+        "EMOTUNE_LOG_LEVEL": "warning",
         **(extra_env or {}),
     }
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   cwd=cwd or ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emotune.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd or ROOT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/healthz", process=process, log=log)

@@ -30,9 +30,27 @@ from export.face_pipeline_model import FacePipeline
 from gateway.preprocessing.image import load_image_file
 
 FRAMES = [(800, 1200), (1200, 900), (480, 640), (1080, 1080), (720, 1280)]
-NO_FACE_PICTURES = ["coffee.png", "chelsea.png", "rocket.jpg", "brick.png", "grass.png", "gravel.png", "text.png", "page.png",
-                    "horse.png", "hubble_deep_field.jpg", "ihc.png", "coins.png", "clock_motion.png", "motorcycle_left.png", "retina.jpg",
-                    "moon.png", "cell.png", "color.png", "chessboard_GRAY.png"]
+NO_FACE_PICTURES = [
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "text.png",
+    "page.png",
+    "horse.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "coins.png",
+    "clock_motion.png",
+    "motorcycle_left.png",
+    "retina.jpg",
+    "moon.png",
+    "cell.png",
+    "color.png",
+    "chessboard_GRAY.png",
+]
 IOU = 0.3
 HAAR_MARGIN = 0.1  # what the gateway grew the Haar box by
 SERVED, BEFORE = "blazeface face_pipeline (served)", "haar (gateway before)"
@@ -97,10 +115,14 @@ class BlazeFace:
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         source = detector_onnx or str(repository / "face_detection" / "1" / "model.onnx")
         detector = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        self.classifier_session = ort.InferenceSession(str(repository / "face_emotion" / "1" / "model.onnx"), options,
-                                                       providers=["CPUExecutionProvider"])
-        self.pipeline = FacePipeline(lambda x: detector.run(["regressors", "classificators"], {"image": x}),
-                                     lambda x: self.classifier_session.run(["probabilities"], {"image": x})[0], model_config)
+        self.classifier_session = ort.InferenceSession(
+            str(repository / "face_emotion" / "1" / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.pipeline = FacePipeline(
+            lambda x: detector.run(["regressors", "classificators"], {"image": x}),
+            lambda x: self.classifier_session.run(["probabilities"], {"image": x})[0],
+            model_config,
+        )
         self.margin = self.pipeline.margin
         self.config = model_config
 
@@ -150,8 +172,13 @@ def _background(rng, height, width, pictures, distractors) -> np.ndarray:
         frame = (frame - frame.min()) / (np.ptp(frame) + 1e-6) * 160 + 40 + rng.normal(0, 12, (height, width))
     else:
         tile = rng.normal(128, 50, (int(rng.integers(4, 24)),) * 2).astype(np.float32)
-        frame = cv2.resize(np.tile(tile, (height // tile.shape[0] + 1, width // tile.shape[1] + 1)), None, fx=rng.uniform(1, 4), fy=rng.uniform(1, 4),
-                           interpolation=cv2.INTER_NEAREST)[:height, :width]
+        frame = cv2.resize(
+            np.tile(tile, (height // tile.shape[0] + 1, width // tile.shape[1] + 1)),
+            None,
+            fx=rng.uniform(1, 4),
+            fy=rng.uniform(1, 4),
+            interpolation=cv2.INTER_NEAREST,
+        )[:height, :width]
         frame = cv2.resize(frame, (width, height)) if frame.shape != (height, width) else frame
     for _ in range(int(rng.integers(0, 8))):  # non-face patches: hard negatives
         patch = distractors[int(rng.integers(len(distractors)))]
@@ -181,7 +208,7 @@ def _face_patch(rng, face: np.ndarray, side: int, occluder: np.ndarray) -> tuple
         if rng.random() < 0.6:  # mostly the lower half: a hand, a scarf, a microphone
             y0 = max(y0, min(side - h, side // 2))
         x0 = int(rng.integers(0, side - w + 1))
-        patch[y0 : y0 + h, x0 : x0 + w] = cv2.resize(occluder, (w, max(1, h)))[: h, :w]
+        patch[y0 : y0 + h, x0 : x0 + w] = cv2.resize(occluder, (w, max(1, h)))[:h, :w]
     mask = np.ones((side, side), np.float32)
     feather = max(2, side // 10)
     ramp = np.minimum(np.arange(side) + 1, np.arange(side)[::-1] + 1) / feather
@@ -220,8 +247,13 @@ def hard_scenes(n: int, seed: int = 0, data: Path = SHARED_DATA) -> list[tuple[n
             else:
                 continue
             source = rng.random()
-            face = (load_image_file(fer[int(rng.integers(len(fer)))]).astype(np.float32) if source < 0.7
-                    else lfw_faces[int(rng.integers(len(lfw_faces)))] if source < 0.9 else astronaut)
+            face = (
+                load_image_file(fer[int(rng.integers(len(fer)))]).astype(np.float32)
+                if source < 0.7
+                else lfw_faces[int(rng.integers(len(lfw_faces)))]
+                if source < 0.9
+                else astronaut
+            )
             occluder = lfw_other[int(rng.integers(len(lfw_other)))] if rng.random() < 0.5 else np.full((8, 8), rng.uniform(0, 255), np.float32)
             patch, mask = _face_patch(rng, face, side, occluder)
             fy0, fx0 = max(0, -y), max(0, -x)
@@ -253,8 +285,14 @@ def score(detector, scenes) -> dict:
                 found += 1
         total += len(faces)
         false += len(frames) - len(used)
-    return {"recall": round(found / max(1, total), 4), "faces": total, "found": found, "images": len(scenes),
-            "false_positives_per_image": round(false / len(scenes), 4), "cpu_ms_per_image": round(1000 * float(np.mean(cpu)), 2)}
+    return {
+        "recall": round(found / max(1, total), 4),
+        "faces": total,
+        "found": found,
+        "images": len(scenes),
+        "false_positives_per_image": round(false / len(scenes), 4),
+        "cpu_ms_per_image": round(1000 * float(np.mean(cpu)), 2),
+    }
 
 
 def tight_crops(detector, files: list[Path]) -> dict:
@@ -283,8 +321,12 @@ def pipeline_accuracy(blaze: BlazeFace, files: list[Path], labels: list[str], du
             elif int(result[2][0].argmax()) == label:
                 right_detected += 1
     n = max(1, len(keep))
-    return {"images": len(keep), "detect_false_accuracy": round(right_whole / n, 4), "detect_true_accuracy": round(right_detected / n, 4),
-            "detect_true_no_face": no_face}
+    return {
+        "images": len(keep),
+        "detect_false_accuracy": round(right_whole / n, 4),
+        "detect_true_accuracy": round(right_detected / n, 4),
+        "detect_true_no_face": no_face,
+    }
 
 
 def run(quick: bool, out: Path) -> dict:
@@ -312,9 +354,16 @@ def run(quick: bool, out: Path) -> dict:
     duplicates = _train_duplicates(fer_dir)
     accuracy = pipeline_accuracy(blaze, sample, meta["labels"], duplicates)
     print("pipeline accuracy", accuracy, flush=True)
-    data = {"machine": machine(), "scenes": len(scenes), "faces": rows[BEFORE]["faces"], "iou": IOU, "rows": rows,
-            "served_config": blaze.config, "pipeline_accuracy_fer2013_val_dedup": accuracy,
-            "method": __doc__.split("\n\n")[1].replace("\n", " ")}
+    data = {
+        "machine": machine(),
+        "scenes": len(scenes),
+        "faces": rows[BEFORE]["faces"],
+        "iou": IOU,
+        "rows": rows,
+        "served_config": blaze.config,
+        "pipeline_accuracy_fer2013_val_dedup": accuracy,
+        "method": __doc__.split("\n\n")[1].replace("\n", " "),
+    }
     data["notes"] = target_notes(data)
     write_json(out / "face_detection.json", data)
     return data
@@ -350,9 +399,15 @@ def target_notes(data: dict) -> list[str]:
         f"({verdict(acc['detect_false_accuracy'] >= SERVED_VAL_DEDUP - 0.0005)}); with detection {acc['detect_true_accuracy']} "
         f"({verdict(acc['detect_true_accuracy'] >= SERVED_VAL_DEDUP - 0.0005)}: crops of the detector's box, and the "
         f"{acc['detect_true_no_face']} files with no face found count as wrong).",
-    ] + ([f"Short range is served: full range through the same views found {full['recall']} of the faces "
-          f"at {full['cpu_ms_per_image']} CPU ms per image (short range {served['recall']} at {served['cpu_ms_per_image']}) and a face in "
-          f"{full['tight_crops']['share']:.1%} of the tight crops."] if (full := data["rows"].get(FULL_RANGE)) else [])
+    ] + (
+        [
+            f"Short range is served: full range through the same views found {full['recall']} of the faces "
+            f"at {full['cpu_ms_per_image']} CPU ms per image (short range {served['recall']} at {served['cpu_ms_per_image']}) and a face in "
+            f"{full['tight_crops']['share']:.1%} of the tight crops."
+        ]
+        if (full := data["rows"].get(FULL_RANGE))
+        else []
+    )
 
 
 def _train_duplicates(fer_dir: Path) -> set[str]:

@@ -24,9 +24,11 @@ from bench.tuning import patched_code
 VARIANTS = {
     "ref": ("shipped: text coalescing off (each request its own call; Triton's dynamic batcher batches them)", {}, (1, 32)),
     "coalesce_on": ("text coalescing on, 2 calls in flight (EMOTUNE_TEXT_COALESCE=true)", {"EMOTUNE_TEXT_COALESCE": "true"}, (1, 32)),
-    "coalesce_on_f8_t120": ("text coalescing on, 8 calls in flight of ≤ 120 tokens (…_IN_FLIGHT=8, …_MAX_TOKENS=120)",
-                            {"EMOTUNE_TEXT_COALESCE": "true", "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8",
-                             "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"}, (32,)),
+    "coalesce_on_f8_t120": (
+        "text coalescing on, 8 calls in flight of ≤ 120 tokens (…_IN_FLIGHT=8, …_MAX_TOKENS=120)",
+        {"EMOTUNE_TEXT_COALESCE": "true", "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"},
+        (32,),
+    ),
     "gc_freeze_undone": ("gc.freeze() after start-up undone (a full collection scans every start-up object again)", {}, (32,), ("gc_freeze",)),
 }
 
@@ -46,8 +48,9 @@ def run(quick: bool, out: Path, rounds: int = 4, seconds: float = 8.0) -> dict:
             code = patched_code(work / name, list(undone[0]), reverse=True) if undone else None
             if undone and code is None:
                 continue  # the change is not in the code (any more): nothing to undo
-            gateways[name] = stack.enter_context(gateway(server.grpc_port, REPOSITORY, models, out / "logs" / f"gateway_ab_{name}.log",
-                                                         extra_env=env, cwd=code))
+            gateways[name] = stack.enter_context(
+                gateway(server.grpc_port, REPOSITORY, models, out / "logs" / f"gateway_ab_{name}.log", extra_env=env, cwd=code)
+            )
         for url, _ in gateways.values():
             run_load(url, requests, 4, 0.0, 1.0 if quick else 3.0)
         for r in range(rounds):
@@ -61,28 +64,45 @@ def run(quick: bool, out: Path, rounds: int = 4, seconds: float = 8.0) -> dict:
                     sent = max(1, point["requests_total"])
                     point["cpu_ms_per_request"] = {
                         "gateway": round(1000 * (tree_cpu_seconds(pid) - cpu["gateway"]) / sent, 2),
-                        "tritonserver": round(1000 * (tree_cpu_seconds(server.process.pid) - cpu["tritonserver"]) / sent, 2)}
+                        "tritonserver": round(1000 * (tree_cpu_seconds(server.process.pid) - cpu["tritonserver"]) / sent, 2),
+                    }
                     point.update(variant=name, round=r)
                     points.setdefault(f"{name}@{c}", []).append(point)
-                    print(f"[ab] round {r} c={c:<3} {name:<13} {point['throughput_rps']:7.1f} req/s p50 {point['p50_ms']} ms "
-                          f"p99 {point['p99_ms']} ms cpu {point['cpu_ms_per_request']}", flush=True)
+                    print(
+                        f"[ab] round {r} c={c:<3} {name:<13} {point['throughput_rps']:7.1f} req/s p50 {point['p50_ms']} ms "
+                        f"p99 {point['p99_ms']} ms cpu {point['cpu_ms_per_request']}",
+                        flush=True,
+                    )
     rows = []
     for key, pts in points.items():
         name, c = key.split("@")
         ref = points.get(f"ref@{c}")
         ratios = [p["throughput_rps"] / q["throughput_rps"] for p, q in zip(pts, ref, strict=True) if q["throughput_rps"]] if ref else []
         med = lambda field, pts=pts: statistics.median(p[field] for p in pts if p[field] is not None)  # noqa: E731
-        rows.append({"variant": name, "change": variants[name][0], "concurrency": int(c), "rounds": len(pts),
-                     "throughput_rps": round(med("throughput_rps"), 1), "p50_ms": round(med("p50_ms"), 2), "p99_ms": round(med("p99_ms"), 2),
-                     "median_ratio_to_ref": round(statistics.median(ratios), 3) if ratios else None,
-                     "ratios_to_ref": [round(x, 3) for x in ratios],
-                     "gateway_cpu_ms": round(statistics.median(p["cpu_ms_per_request"]["gateway"] for p in pts), 2),
-                     "tritonserver_cpu_ms": round(statistics.median(p["cpu_ms_per_request"]["tritonserver"] for p in pts), 2)})
+        rows.append(
+            {
+                "variant": name,
+                "change": variants[name][0],
+                "concurrency": int(c),
+                "rounds": len(pts),
+                "throughput_rps": round(med("throughput_rps"), 1),
+                "p50_ms": round(med("p50_ms"), 2),
+                "p99_ms": round(med("p99_ms"), 2),
+                "median_ratio_to_ref": round(statistics.median(ratios), 3) if ratios else None,
+                "ratios_to_ref": [round(x, 3) for x in ratios],
+                "gateway_cpu_ms": round(statistics.median(p["cpu_ms_per_request"]["gateway"] for p in pts), 2),
+                "tritonserver_cpu_ms": round(statistics.median(p["cpu_ms_per_request"]["tritonserver"] for p in pts), 2),
+            }
+        )
     rows.sort(key=lambda r: (r["concurrency"], r["variant"] != "ref"))
-    result = {"method": f"{rounds} rounds × {seconds:g} s per variant and concurrency (1 s warm-up), every variant's gateway up at once on one "
-                        f"tritonserver, run {started}–{time.strftime('%H:%M', time.gmtime())} UTC; medians of the rounds, ratio = the "
-                        "variant's throughput over the reference's in the same round",
-              "rows": rows, "points": points, "machine": machine()}
+    result = {
+        "method": f"{rounds} rounds × {seconds:g} s per variant and concurrency (1 s warm-up), every variant's gateway up at once on one "
+        f"tritonserver, run {started}–{time.strftime('%H:%M', time.gmtime())} UTC; medians of the rounds, ratio = the "
+        "variant's throughput over the reference's in the same round",
+        "rows": rows,
+        "points": points,
+        "machine": machine(),
+    }
     write_json(out / "gateway_ab.json", result)
     return result
 

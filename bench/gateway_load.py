@@ -52,8 +52,11 @@ from bench.common import (
 FULL_CONCURRENCY = [1, 4, 8, 16, 32]
 QUICK_CONCURRENCY = [1, 4]
 # model folder → (route, what to upload)
-MEDIA_ROUTES = {"speech_emotion": ("/speech_emotion", "audio"), "face_emotion": ("/facial_emotion", "image"),
-                "facial_emotion": ("/facial_emotion", "image")}
+MEDIA_ROUTES = {
+    "speech_emotion": ("/speech_emotion", "audio"),
+    "face_emotion": ("/facial_emotion", "image"),
+    "facial_emotion": ("/facial_emotion", "image"),
+}
 
 
 @dataclass
@@ -101,8 +104,11 @@ class RawHTTP:
         self.writer: asyncio.StreamWriter | None = None
 
     def encode(self, req: Request) -> bytes:
-        head = (f"POST {req.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + f"content-length: {len(req.content)}\r\n\r\n")
+        head = (
+            f"POST {req.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+            + f"content-length: {len(req.content)}\r\n\r\n"
+        )
         return head.encode() + req.content
 
     async def close(self) -> None:
@@ -193,9 +199,18 @@ async def _closed_loop(url: str, requests: list[Request], concurrency: int, warm
     else:
         await asyncio.gather(*(raw_worker() for _ in range(concurrency)))
     ok = counts["completed"] - sum(errors.values())
-    return {"concurrency": concurrency, "duration_s": duration, "requests": counts["completed"], "requests_total": counts["total"], "ok": ok,
-            "throughput_rps": round(ok / duration, 1), "errors": sum(errors.values()), "error_kinds": dict(errors), "client": client_kind,
-            **percentiles_ms(latencies)}
+    return {
+        "concurrency": concurrency,
+        "duration_s": duration,
+        "requests": counts["completed"],
+        "requests_total": counts["total"],
+        "ok": ok,
+        "throughput_rps": round(ok / duration, 1),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "client": client_kind,
+        **percentiles_ms(latencies),
+    }
 
 
 CLIENT = os.environ.get("EMOTUNE_BENCH_CLIENT", "raw")  # raw | httpx
@@ -211,8 +226,9 @@ def run_load(url: str, requests: list[Request], concurrency: int, warmup: float,
     return runner(_closed_loop(url, requests, concurrency, warmup, duration, client_kind))
 
 
-def sweep(url: str, requests: list[Request], concurrency: list[int], warmup: float, duration: float, label: str,
-          processes: dict[str, int] | None = None) -> list[dict]:
+def sweep(
+    url: str, requests: list[Request], concurrency: list[int], warmup: float, duration: float, label: str, processes: dict[str, int] | None = None
+) -> list[dict]:
     """One point per concurrency; with ``processes`` ({name: pid}), also the CPU milliseconds each spent per request
     (process trees, whole point including warm-up): where the two cores go.
 
@@ -229,8 +245,11 @@ def sweep(url: str, requests: list[Request], concurrency: list[int], warmup: flo
         sent = max(1, point["requests_total"])
         point["cpu_ms_per_request"] = {name: round(1000 * (after[name] - before[name]) / sent, 2) for name in before}
         points.append(point)
-        print(f"[load] {label:<34} c={c:<3} {point['throughput_rps']:>7.1f} req/s  p50 {point['p50_ms']} ms  p99 {point['p99_ms']} ms"
-              f"  errors {point['errors']}  cpu ms/req {point['cpu_ms_per_request']}", flush=True)
+        print(
+            f"[load] {label:<34} c={c:<3} {point['throughput_rps']:>7.1f} req/s  p50 {point['p50_ms']} ms  p99 {point['p99_ms']} ms"
+            f"  errors {point['errors']}  cpu ms/req {point['cpu_ms_per_request']}",
+            flush=True,
+        )
     return points
 
 
@@ -240,8 +259,13 @@ def baseline_server(log: Path, run_dir: Path = TEXT_RUN):
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "bench.baseline_flask", "--port", str(port), "--run-dir", str(run_dir)],
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline_flask", "--port", str(port), "--run-dir", str(run_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/healthz", timeout=180, process=process, log=log)
@@ -271,9 +295,19 @@ def served_models(repository: Path = REPOSITORY) -> list[str]:
     return sorted(p.parent.name for p in repository.glob("*/config.pbtxt"))
 
 
-def measure_service(out: Path, concurrency: list[int], warmup: float, duration: float, texts: list[str], quick: bool,
-                    workers: int = 1, extra_env: dict | None = None, media: bool = True, label: str = "gateway",
-                    profile_s: float = 0.0) -> dict:
+def measure_service(
+    out: Path,
+    concurrency: list[int],
+    warmup: float,
+    duration: float,
+    texts: list[str],
+    quick: bool,
+    workers: int = 1,
+    extra_env: dict | None = None,
+    media: bool = True,
+    label: str = "gateway",
+    profile_s: float = 0.0,
+) -> dict:
     """Triton + gateway up; text sweep (recommendations off, as the original /text_emotion), then (``profile_s``) a sampled
     point at the top concurrency (bench.text_profile); speech/face if served."""
     models = served_models()
@@ -319,9 +353,11 @@ def summarize(service: dict, baseline: dict) -> dict:
     for c in sorted(set(ours) & set(base)):
         o, b = ours[c], base[c]
         rows[str(c)] = {
-            "ours_rps": o["throughput_rps"], "baseline_rps": b["throughput_rps"],
+            "ours_rps": o["throughput_rps"],
+            "baseline_rps": b["throughput_rps"],
             "throughput_ratio": round(o["throughput_rps"] / b["throughput_rps"], 2) if b["throughput_rps"] else None,
-            "ours_p99_ms": o["p99_ms"], "baseline_p50_ms": b["p50_ms"],
+            "ours_p99_ms": o["p99_ms"],
+            "baseline_p50_ms": b["p50_ms"],
             "ours_p99_le_baseline_p50": (o["p99_ms"] is not None and b["p50_ms"] is not None and o["p99_ms"] <= b["p50_ms"]),
         }
     return {"by_concurrency": rows}
@@ -339,8 +375,12 @@ def model_ceiling(quick: bool) -> dict:
 def ceiling_summary(service: dict, before: dict, after: dict) -> dict:
     ceiling = round((before["sentences_per_s"] + after["sentences_per_s"]) / 2, 1)
     ours = {p["concurrency"]: p for p in service["points"] if p["target"].endswith("/text_emotion")}
-    return {"ceiling_sentences_per_s": ceiling, "before": before, "after": after,
-            "by_concurrency": {str(c): round(p["throughput_rps"] / ceiling, 3) for c, p in sorted(ours.items())}}
+    return {
+        "ceiling_sentences_per_s": ceiling,
+        "before": before,
+        "after": after,
+        "by_concurrency": {str(c): round(p["throughput_rps"] / ceiling, 3) for c, p in sorted(ours.items())},
+    }
 
 
 def run(quick: bool, out: Path) -> dict:
@@ -354,10 +394,19 @@ def run(quick: bool, out: Path) -> dict:
     baseline = measure_baseline(out, concurrency, warmup, duration, texts)
     summary = summarize(service, baseline)
     summary["vs_model_ceiling"] = ceiling_summary(service, ceiling_before, ceiling_after)
-    result = {"service": service, "baseline": baseline, "summary": summary,
-              "settings": {"concurrency": concurrency, "warmup_s": warmup, "duration_s": duration, "texts": len(texts),
-                           "text_query": "recommend=false (the original /text_emotion returned the emotion only)"},
-              "machine": machine_before}
+    result = {
+        "service": service,
+        "baseline": baseline,
+        "summary": summary,
+        "settings": {
+            "concurrency": concurrency,
+            "warmup_s": warmup,
+            "duration_s": duration,
+            "texts": len(texts),
+            "text_query": "recommend=false (the original /text_emotion returned the emotion only)",
+        },
+        "machine": machine_before,
+    }
     write_json(out / "gateway.json", result)
     return result
 

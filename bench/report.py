@@ -14,15 +14,27 @@ from pathlib import Path
 
 from bench.common import REPORTS, TEXT_MODEL, repo_relative, step_parser, write_json
 
-TARGETS = {"gateway_throughput_ratio_c32": 8.0, "triton_dynamic_vs_serial": 2.5, "accuracy_delta_points": 0.5,
-           "gateway_vs_model_ceiling_c32": 0.80, "gateway_p99_ms_c32": 150.0, "gateway_p50_ms_c1": 6.0}
+TARGETS = {
+    "gateway_throughput_ratio_c32": 8.0,
+    "triton_dynamic_vs_serial": 2.5,
+    "accuracy_delta_points": 0.5,
+    "gateway_vs_model_ceiling_c32": 0.80,
+    "gateway_p99_ms_c32": 150.0,
+    "gateway_p50_ms_c1": 6.0,
+}
 # Per model, as its export report names them: the split, the FP32 ONNX reference, then each optimized variant it serves.
 ACCURACY_KEYS = {
     TEXT_MODEL: ("test", "test_onnx_fp32", ("test_onnx_optimized_fp32", "test_onnx_int8 (served on CPU)")),
-    "speech_emotion": ("5-fold actor cross-validation", "cv_out_of_fold_onnx_fp32",
-                       ("cv_out_of_fold_onnx_int8 (python flavour, CPU)", "cv_out_of_fold_onnx_fp16 (onnxruntime flavour, GPU) (run here on CPU)")),
-    "face_emotion": ("val_dedup", "onnx_fp32: val_dedup", ("onnx_fp32, FP16-stored weights (served on CPU): val_dedup",
-                                                           "onnx_fp16 (GPU flavour, run here on CPU): val_dedup")),
+    "speech_emotion": (
+        "5-fold actor cross-validation",
+        "cv_out_of_fold_onnx_fp32",
+        ("cv_out_of_fold_onnx_int8 (python flavour, CPU)", "cv_out_of_fold_onnx_fp16 (onnxruntime flavour, GPU) (run here on CPU)"),
+    ),
+    "face_emotion": (
+        "val_dedup",
+        "onnx_fp32: val_dedup",
+        ("onnx_fp32, FP16-stored weights (served on CPU): val_dedup", "onnx_fp16 (GPU flavour, run here on CPU): val_dedup"),
+    ),
 }
 
 
@@ -57,13 +69,18 @@ def triton_bound(triton: dict | None, ceiling: dict | None) -> str | None:
     if not s.get("serial_batch1_infer_per_s") or not best:
         return None
     need = TARGETS["triton_dynamic_vs_serial"] * s["serial_batch1_infer_per_s"]
-    return (f"Bound on the Triton-level target: 2.5× the serial {s['serial_batch1_infer_per_s']}/s is {need:.0f}/s, while ONNX Runtime "
-            f"in-process, with ideal length-sorted batches of 32 and no serving at all, runs the same model at {best}/s here "
-            f"({best / s['serial_batch1_infer_per_s']:.2f}× serial): batch-1 serial already keeps both cores busy (2 intra-op threads), "
-            f"so batching can only gain the CPU per inference it saves (server CPU ms per inference in the Triton table)."
-            + (f" Against the shipped model's own concurrency-1 throughput (one request at a time on an instance of 1 ORT thread), the looser "
-               f"reading of the target, the ratio is {s['dynamic_vs_shipped_c1']}×; the table above holds the stricter one."
-               if "dynamic_vs_shipped_c1" in s else ""))
+    return (
+        f"Bound on the Triton-level target: 2.5× the serial {s['serial_batch1_infer_per_s']}/s is {need:.0f}/s, while ONNX Runtime "
+        f"in-process, with ideal length-sorted batches of 32 and no serving at all, runs the same model at {best}/s here "
+        f"({best / s['serial_batch1_infer_per_s']:.2f}× serial): batch-1 serial already keeps both cores busy (2 intra-op threads), "
+        f"so batching can only gain the CPU per inference it saves (server CPU ms per inference in the Triton table)."
+        + (
+            f" Against the shipped model's own concurrency-1 throughput (one request at a time on an instance of 1 ORT thread), the looser "
+            f"reading of the target, the ratio is {s['dynamic_vs_shipped_c1']}×; the table above holds the stricter one."
+            if "dynamic_vs_shipped_c1" in s
+            else ""
+        )
+    )
 
 
 def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> list[dict]:
@@ -73,27 +90,44 @@ def headline(triton: dict | None, gateway: dict | None, acc: dict | None) -> lis
         top = max(by_c, key=int) if by_c else None
         if top:
             r = by_c[top]
-            rows.append({"target": f"gateway text throughput at concurrency {top} ≥ {TARGETS['gateway_throughput_ratio_c32']:g}× baseline",
-                         "measured": f"{r['ours_rps']} vs {r['baseline_rps']} req/s = {r['throughput_ratio']}×",
-                         "met": r["throughput_ratio"] is not None and r["throughput_ratio"] >= TARGETS["gateway_throughput_ratio_c32"]})
-            rows.append({"target": f"our p99 ≤ baseline p50 at concurrency {top}",
-                         "measured": f"{r['ours_p99_ms']} ms vs {r['baseline_p50_ms']} ms", "met": r["ours_p99_le_baseline_p50"]})
+            rows.append(
+                {
+                    "target": f"gateway text throughput at concurrency {top} ≥ {TARGETS['gateway_throughput_ratio_c32']:g}× baseline",
+                    "measured": f"{r['ours_rps']} vs {r['baseline_rps']} req/s = {r['throughput_ratio']}×",
+                    "met": r["throughput_ratio"] is not None and r["throughput_ratio"] >= TARGETS["gateway_throughput_ratio_c32"],
+                }
+            )
+            rows.append(
+                {
+                    "target": f"our p99 ≤ baseline p50 at concurrency {top}",
+                    "measured": f"{r['ours_p99_ms']} ms vs {r['baseline_p50_ms']} ms",
+                    "met": r["ours_p99_le_baseline_p50"],
+                }
+            )
         elif gateway.get("baseline", {}).get("skipped"):
             rows.append({"target": "gateway vs baseline", "measured": f"baseline skipped: {gateway['baseline']['skipped']}", "met": None})
     rows += gateway_speed_targets(gateway)
     if triton and (s := triton.get("summary")) and "dynamic_vs_serial" in s:
-        rows.append({"target": "Triton throughput with dynamic batching ≥ 2.5× batch-1 serial",
-                     "measured": f"{s['dynamic_best_infer_per_s']}/s (concurrency {s['dynamic_best_concurrency']}) vs "
-                                 f"{s['serial_batch1_infer_per_s']}/s ({s.get('serial_batch1_variant', 'batching off')}, concurrency 1) "
-                                 f"= {s['dynamic_vs_serial']}×",
-                     "met": s["dynamic_vs_serial"] >= TARGETS["triton_dynamic_vs_serial"]})
+        rows.append(
+            {
+                "target": "Triton throughput with dynamic batching ≥ 2.5× batch-1 serial",
+                "measured": f"{s['dynamic_best_infer_per_s']}/s (concurrency {s['dynamic_best_concurrency']}) vs "
+                f"{s['serial_batch1_infer_per_s']}/s ({s.get('serial_batch1_variant', 'batching off')}, concurrency 1) "
+                f"= {s['dynamic_vs_serial']}×",
+                "met": s["dynamic_vs_serial"] >= TARGETS["triton_dynamic_vs_serial"],
+            }
+        )
     for model, m in (acc or {}).get("models", {}).items():
         for name, r in m["rows"].items():
             if name == "onnx_fp32":
                 continue
-            rows.append({"target": f"{model} {name} accuracy within 0.5 points of fp32",
-                         "measured": f"{r['accuracy']:.4f} vs {m['rows']['onnx_fp32']['accuracy']:.4f} ({r['delta_points']:+.2f} pt)",
-                         "met": abs(r["delta_points"]) <= TARGETS["accuracy_delta_points"]})
+            rows.append(
+                {
+                    "target": f"{model} {name} accuracy within 0.5 points of fp32",
+                    "measured": f"{r['accuracy']:.4f} vs {m['rows']['onnx_fp32']['accuracy']:.4f} ({r['delta_points']:+.2f} pt)",
+                    "met": abs(r["delta_points"]) <= TARGETS["accuracy_delta_points"],
+                }
+            )
     return rows
 
 
@@ -108,17 +142,30 @@ def gateway_speed_targets(gateway: dict | None) -> list[dict]:
     vs = (gateway.get("summary") or {}).get("vs_model_ceiling")
     if vs and top is not None and str(top) in vs["by_concurrency"]:
         ratio = vs["by_concurrency"][str(top)]
-        rows.append({"target": f"gateway text at concurrency {top} ≥ {TARGETS['gateway_vs_model_ceiling_c32']:.2f} of the model's in-process "
-                               "ceiling (same run)",
-                     "measured": f"{ours[top]['throughput_rps']} vs {vs['ceiling_sentences_per_s']} sentences/s = {ratio:.3f}",
-                     "met": ratio >= TARGETS["gateway_vs_model_ceiling_c32"]})
+        rows.append(
+            {
+                "target": f"gateway text at concurrency {top} ≥ {TARGETS['gateway_vs_model_ceiling_c32']:.2f} of the model's in-process "
+                "ceiling (same run)",
+                "measured": f"{ours[top]['throughput_rps']} vs {vs['ceiling_sentences_per_s']} sentences/s = {ratio:.3f}",
+                "met": ratio >= TARGETS["gateway_vs_model_ceiling_c32"],
+            }
+        )
     if top is not None and ours[top]["p99_ms"] is not None:
-        rows.append({"target": f"gateway text p99 at concurrency {top} ≤ {TARGETS['gateway_p99_ms_c32']:g} ms",
-                     "measured": f"{ours[top]['p99_ms']} ms (p50 {ours[top]['p50_ms']} ms, p99/p50 {ours[top]['p99_ms'] / ours[top]['p50_ms']:.2f})",
-                     "met": ours[top]["p99_ms"] <= TARGETS["gateway_p99_ms_c32"]})
+        rows.append(
+            {
+                "target": f"gateway text p99 at concurrency {top} ≤ {TARGETS['gateway_p99_ms_c32']:g} ms",
+                "measured": f"{ours[top]['p99_ms']} ms (p50 {ours[top]['p50_ms']} ms, p99/p50 {ours[top]['p99_ms'] / ours[top]['p50_ms']:.2f})",
+                "met": ours[top]["p99_ms"] <= TARGETS["gateway_p99_ms_c32"],
+            }
+        )
     if 1 in ours and ours[1]["p50_ms"] is not None:
-        rows.append({"target": f"gateway text p50 at concurrency 1 ≤ {TARGETS['gateway_p50_ms_c1']:g} ms", "measured": f"{ours[1]['p50_ms']} ms",
-                     "met": ours[1]["p50_ms"] <= TARGETS["gateway_p50_ms_c1"]})
+        rows.append(
+            {
+                "target": f"gateway text p50 at concurrency 1 ≤ {TARGETS['gateway_p50_ms_c1']:g} ms",
+                "measured": f"{ours[1]['p50_ms']} ms",
+                "met": ours[1]["p50_ms"] <= TARGETS["gateway_p50_ms_c1"],
+            }
+        )
     return rows
 
 
@@ -127,11 +174,35 @@ def gateway_ab_section(ab: dict | None) -> str:
     if not ab or not ab.get("rows"):
         return ""
     md = ["\n## Gateway text settings, interleaved (`python -m bench.gateway_ab`)\n\n", ab["method"] + ".\n\n"]
-    md.append(_table(["variant", "concurrency", "req/s (median)", "ratio to ref (median of rounds)", "per-round ratios", "p50 ms", "p99 ms",
-                      "gateway CPU ms/req", "tritonserver CPU ms/req"],
-                     [[f"{r['variant']}: {r['change']}", r["concurrency"], r["throughput_rps"], r["median_ratio_to_ref"],
-                       " ".join(f"{x:g}" for x in r["ratios_to_ref"]), r["p50_ms"], r["p99_ms"], r["gateway_cpu_ms"], r["tritonserver_cpu_ms"]]
-                      for r in ab["rows"]]))
+    md.append(
+        _table(
+            [
+                "variant",
+                "concurrency",
+                "req/s (median)",
+                "ratio to ref (median of rounds)",
+                "per-round ratios",
+                "p50 ms",
+                "p99 ms",
+                "gateway CPU ms/req",
+                "tritonserver CPU ms/req",
+            ],
+            [
+                [
+                    f"{r['variant']}: {r['change']}",
+                    r["concurrency"],
+                    r["throughput_rps"],
+                    r["median_ratio_to_ref"],
+                    " ".join(f"{x:g}" for x in r["ratios_to_ref"]),
+                    r["p50_ms"],
+                    r["p99_ms"],
+                    r["gateway_cpu_ms"],
+                    r["tritonserver_cpu_ms"],
+                ]
+                for r in ab["rows"]
+            ],
+        )
+    )
     return "".join(md)
 
 
@@ -143,21 +214,34 @@ def text_profile_section(gateway: dict | None) -> str:
         return ""
     md = ["\n## /text_emotion: where each CPU millisecond goes, and the model's own rate beside it\n\n"]
     if vs:
-        md.append(f"The model's ceiling, measured in the same run: the served INT8 graph in ONNX Runtime in process (2 threads, "
-                  f"length-sorted batches of 32, no HTTP, no Triton) ran {vs['before']['sentences_per_s']} sentences/s before the gateway "
-                  f"sweep ({vs['before']['at']} UTC) and {vs['after']['sentences_per_s']} after it ({vs['after']['at']} UTC); mean "
-                  f"{vs['ceiling_sentences_per_s']}. Gateway /text_emotion as a fraction of it, per concurrency: "
-                  + ", ".join(f"{c}: {r}" for c, r in vs["by_concurrency"].items()) + ".\n\n")
+        md.append(
+            f"The model's ceiling, measured in the same run: the served INT8 graph in ONNX Runtime in process (2 threads, "
+            f"length-sorted batches of 32, no HTTP, no Triton) ran {vs['before']['sentences_per_s']} sentences/s before the gateway "
+            f"sweep ({vs['before']['at']} UTC) and {vs['after']['sentences_per_s']} after it ({vs['after']['at']} UTC); mean "
+            f"{vs['ceiling_sentences_per_s']}. Gateway /text_emotion as a fraction of it, per concurrency: "
+            + ", ".join(f"{c}: {r}" for c, r in vs["by_concurrency"].items())
+            + ".\n\n"
+        )
     if prof and prof.get("rows"):
-        md.append(f"Sampled at concurrency {prof['concurrency']} for {prof['seconds']} s ({prof['requests']} requests, {prof['throughput_rps']} "
-                  f"req/s, p50 {prof['p50_ms']} ms, p99 {prof['p99_ms']} ms): `py-spy` samples the gateway and one python-backend stub, "
-                  f"`/proc` gives each process's CPU time over the window; a category's share of a process's samples times that process's "
-                  f"CPU ms per request is its cost (`bench/text_profile.py` names each sample by its innermost recognised frame). "
-                  f"Total {prof['total_cpu_ms_per_request']} CPU ms per request, of the 2 cores' 2000 ms per second."
-                  + (f" The gateway's text batcher made {prof['coalesced_calls']:g} calls, {prof['requests_per_call']} requests per call."
-                     if prof.get("requests_per_call") else "") + "\n\n")
-        md.append(_table(["process", "what", "share of the process's samples", "CPU ms per request"],
-                         [[r["process"], r["what"], r["share"], r["cpu_ms_per_request"]] for r in prof["rows"]]))
+        md.append(
+            f"Sampled at concurrency {prof['concurrency']} for {prof['seconds']} s ({prof['requests']} requests, {prof['throughput_rps']} "
+            f"req/s, p50 {prof['p50_ms']} ms, p99 {prof['p99_ms']} ms): `py-spy` samples the gateway and one python-backend stub, "
+            f"`/proc` gives each process's CPU time over the window; a category's share of a process's samples times that process's "
+            f"CPU ms per request is its cost (`bench/text_profile.py` names each sample by its innermost recognised frame). "
+            f"Total {prof['total_cpu_ms_per_request']} CPU ms per request, of the 2 cores' 2000 ms per second."
+            + (
+                f" The gateway's text batcher made {prof['coalesced_calls']:g} calls, {prof['requests_per_call']} requests per call."
+                if prof.get("requests_per_call")
+                else ""
+            )
+            + "\n\n"
+        )
+        md.append(
+            _table(
+                ["process", "what", "share of the process's samples", "CPU ms per request"],
+                [[r["process"], r["what"], r["share"], r["cpu_ms_per_request"]] for r in prof["rows"]],
+            )
+        )
     elif prof:
         md.append(f"Profile skipped: {prof.get('skipped')}\n")
     return "".join(md)
@@ -178,8 +262,13 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 
 def markdown(data: dict) -> str:
-    kind = ("quick mode: smoke numbers, not results" if data.get("quick") else
-            "partial run: " + ", ".join(data["steps"]) if data.get("steps") else "full run")
+    kind = (
+        "quick mode: smoke numbers, not results"
+        if data.get("quick")
+        else "partial run: " + ", ".join(data["steps"])
+        if data.get("steps")
+        else "full run"
+    )
     md = [f"# Emotune benchmark report\n\nGenerated {data['generated']} by `{data['command']}` ({kind}).\n"]
     m = data.get("machine") or {}
     if m:
@@ -189,29 +278,54 @@ def markdown(data: dict) -> str:
     if data.get("notes"):
         md += [f"- {n}\n" for n in data["notes"]]
     md.append("\n## Targets\n\n")
-    md.append(_table(["target", "measured", "met"], [[r["target"], r["measured"], {True: "yes", False: "**no**", None: "–"}[r["met"]]]
-                                                     for r in data["headline"]]))
+    md.append(
+        _table(
+            ["target", "measured", "met"],
+            [[r["target"], r["measured"], {True: "yes", False: "**no**", None: "–"}[r["met"]]] for r in data["headline"]],
+        )
+    )
     if data.get("triton_bound"):
         md.append("\n" + data["triton_bound"] + "\n")
     gw = data.get("gateway")
     if gw:
         md.append("\n## Gateway vs the original design's server (same sentences, same concurrency, same run)\n\n")
         client = next((p.get("client") for p in gw["service"]["points"]), "raw")
-        md.append(f"Closed-loop asyncio load ({'a minimal keep-alive HTTP/1.1 client' if client == 'raw' else 'httpx'}, one connection per "
-                  f"worker), {gw['settings']['warmup_s']} s warm-up then {gw['settings']['duration_s']} s per point; "
-                  f"`POST /text_emotion?recommend=false` on ours (the original endpoint returned the emotion only). "
-                  f"Baseline: {gw['baseline'].get('model') or gw['baseline'].get('skipped')}, Flask threaded server, torch threads "
-                  f"{gw['baseline'].get('torch_threads')}.\n\n")
-        rows = [[c, r["ours_rps"], r["baseline_rps"], f"{r['throughput_ratio']}×", r["ours_p99_ms"], r["baseline_p50_ms"]]
-                for c, r in gw["summary"]["by_concurrency"].items()]
+        md.append(
+            f"Closed-loop asyncio load ({'a minimal keep-alive HTTP/1.1 client' if client == 'raw' else 'httpx'}, one connection per "
+            f"worker), {gw['settings']['warmup_s']} s warm-up then {gw['settings']['duration_s']} s per point; "
+            f"`POST /text_emotion?recommend=false` on ours (the original endpoint returned the emotion only). "
+            f"Baseline: {gw['baseline'].get('model') or gw['baseline'].get('skipped')}, Flask threaded server, torch threads "
+            f"{gw['baseline'].get('torch_threads')}.\n\n"
+        )
+        rows = [
+            [c, r["ours_rps"], r["baseline_rps"], f"{r['throughput_ratio']}×", r["ours_p99_ms"], r["baseline_p50_ms"]]
+            for c, r in gw["summary"]["by_concurrency"].items()
+        ]
         md.append(_table(["concurrency", "ours req/s", "baseline req/s", "ratio", "ours p99 ms", "baseline p50 ms"], rows))
         md.append("\nEvery point:\n\n")
         points = gw["service"]["points"] + gw["baseline"].get("points", [])
-        md.append(_table(["target", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms per request"],
-                         [[p["target"], p["concurrency"], p["throughput_rps"], p["p50_ms"], p["p95_ms"], p["p99_ms"], p["errors"],
-                           ", ".join(f"{k} {v}" for k, v in (p.get("cpu_ms_per_request") or {}).items())] for p in points]))
-        md.append("\nCPU ms per request: user + system CPU time of each process tree (tritonserver includes its python-backend "
-                  "stubs) over the point, divided by the requests answered; the machine has 2000 CPU ms per second.\n")
+        md.append(
+            _table(
+                ["target", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms per request"],
+                [
+                    [
+                        p["target"],
+                        p["concurrency"],
+                        p["throughput_rps"],
+                        p["p50_ms"],
+                        p["p95_ms"],
+                        p["p99_ms"],
+                        p["errors"],
+                        ", ".join(f"{k} {v}" for k, v in (p.get("cpu_ms_per_request") or {}).items()),
+                    ]
+                    for p in points
+                ],
+            )
+        )
+        md.append(
+            "\nCPU ms per request: user + system CPU time of each process tree (tritonserver includes its python-backend "
+            "stubs) over the point, divided by the requests answered; the machine has 2000 CPU ms per second.\n"
+        )
         for route, note in gw["service"].get("notes", {}).items():
             md.append(f"\n{route}: {note}\n")
     md.append(text_profile_section(gw))
@@ -219,25 +333,56 @@ def markdown(data: dict) -> str:
     tr = data.get("triton")
     if tr:
         md.append("\n## Triton (perf_analyzer over gRPC, real token inputs)\n\n")
-        md.append(f"`{tr['perf_analyzer']}`; {tr['inputs']['requests']} test sentences, one per request, padded as the gateway "
-                  f"pads them (to a multiple of {tr['inputs']['pad_to_multiple']}: widths {tr['inputs']['padded_widths']}).\n\n")
+        md.append(
+            f"`{tr['perf_analyzer']}`; {tr['inputs']['requests']} test sentences, one per request, padded as the gateway "
+            f"pads them (to a multiple of {tr['inputs']['pad_to_multiple']}: widths {tr['inputs']['padded_widths']}).\n\n"
+        )
         md.append(_table(["variant", "what"], [[k, v["description"]] for k, v in tr["variants"].items()]))
         md.append("\n")
-        md.append(_table(["variant", "concurrency", "infer/s", "p50 ms", "p95 ms", "p99 ms", "queue ms", "compute ms", "server CPU ms/infer",
-                          "avg batch", "executed batch sizes (count)"],
-                         [[p["model"], p["concurrency"], p.get("throughput_infer_per_s"), p.get("p50_ms"), p.get("p95_ms"), p.get("p99_ms"),
-                           p.get("server_queue_ms"), p.get("server_compute_ms"), p.get("server_cpu_ms_per_infer"), p.get("avg_executed_batch"),
-                           " ".join(f"{b}:{n}" for b, n in (p.get("executed_batch_sizes") or {}).items()) or p.get("error", "")[:80]]
-                          for p in tr["points"]]))
+        md.append(
+            _table(
+                [
+                    "variant",
+                    "concurrency",
+                    "infer/s",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "queue ms",
+                    "compute ms",
+                    "server CPU ms/infer",
+                    "avg batch",
+                    "executed batch sizes (count)",
+                ],
+                [
+                    [
+                        p["model"],
+                        p["concurrency"],
+                        p.get("throughput_infer_per_s"),
+                        p.get("p50_ms"),
+                        p.get("p95_ms"),
+                        p.get("p99_ms"),
+                        p.get("server_queue_ms"),
+                        p.get("server_compute_ms"),
+                        p.get("server_cpu_ms_per_infer"),
+                        p.get("avg_executed_batch"),
+                        " ".join(f"{b}:{n}" for b, n in (p.get("executed_batch_sizes") or {}).items()) or p.get("error", "")[:80],
+                    ]
+                    for p in tr["points"]
+                ],
+            )
+        )
         if tr.get("summary"):
             md.append("\nRatios: " + ", ".join(f"{k} = {v}" for k, v in tr["summary"].items()) + "\n")
     ce = data.get("ceiling")
     if ce:
         mm = ce["matmul"]
         md.append("\n## Ceiling: this machine's matrix multiply, and the text model's share of it\n\n")
-        md.append(f"ONNX Runtime, {mm['threads']} threads, {mm['n']}×{mm['n']}×{mm['n']}: fp32 `MatMul` {mm.get('fp32_gops')} GFLOP/s, "
-                  f"int8 `MatMulInteger` {mm.get('int8_gops')} GOP/s. Model cost: {ce['flops_per_request_gateway_padding'] / 1e9:.3f} GFLOP per "
-                  f"request at the gateway's padding (encoder {ce['encoder_shape']}).\n\n")
+        md.append(
+            f"ONNX Runtime, {mm['threads']} threads, {mm['n']}×{mm['n']}×{mm['n']}: fp32 `MatMul` {mm.get('fp32_gops')} GFLOP/s, "
+            f"int8 `MatMulInteger` {mm.get('int8_gops')} GOP/s. Model cost: {ce['flops_per_request_gateway_padding'] / 1e9:.3f} GFLOP per "
+            f"request at the gateway's padding (encoder {ce['encoder_shape']}).\n\n"
+        )
         rows = []
         for name, modes in ce["model"].items():
             for mode, r in modes.items():
@@ -249,9 +394,25 @@ def markdown(data: dict) -> str:
     if tu:
         md.append("\n## Optimization: what each change gained\n\n")
         md.append(tu.get("method", "") + "\n\n")
-        md.append(_table(["change", "level", "concurrency", "throughput /s", "vs reference", "p50 ms", "p99 ms", "avg batch", "CPU ms per request"],
-                         [[r["change"], r["level"], r["concurrency"], r["throughput"], r.get("gain"), r.get("p50_ms"), r.get("p99_ms"),
-                           r.get("avg_executed_batch"), r.get("cpu_ms")] for r in tu["rows"]]))
+        md.append(
+            _table(
+                ["change", "level", "concurrency", "throughput /s", "vs reference", "p50 ms", "p99 ms", "avg batch", "CPU ms per request"],
+                [
+                    [
+                        r["change"],
+                        r["level"],
+                        r["concurrency"],
+                        r["throughput"],
+                        r.get("gain"),
+                        r.get("p50_ms"),
+                        r.get("p99_ms"),
+                        r.get("avg_executed_batch"),
+                        r.get("cpu_ms"),
+                    ]
+                    for r in tu["rows"]
+                ],
+            )
+        )
         for note in tu.get("conclusions", []):
             md.append(f"- {note}\n")
     md.append(face_detection_section(data.get("face_detection")))
@@ -259,9 +420,12 @@ def markdown(data: dict) -> str:
     acc = data.get("accuracy")
     if acc and acc.get("models"):
         md.append("\n## Accuracy of the optimized variants (from each model's export report)\n\n")
-        md.append(_table(["model", "split", "variant", "accuracy", "Δ vs onnx_fp32 (points)"],
-                         [[model, m["split"], k, r["accuracy"], r["delta_points"]]
-                          for model, m in acc["models"].items() for k, r in m["rows"].items()]))
+        md.append(
+            _table(
+                ["model", "split", "variant", "accuracy", "Δ vs onnx_fp32 (points)"],
+                [[model, m["split"], k, r["accuracy"], r["delta_points"]] for model, m in acc["models"].items() for k, r in m["rows"].items()],
+            )
+        )
         md.append("\nSources: " + ", ".join(f"`{m['source']}`" for m in acc["models"].values()) + "\n")
     md.append("\n## Reproduce\n\n```bash\n" + "\n".join(data["commands"]) + "\n```\n")
     return "".join(md)
@@ -272,19 +436,31 @@ def face_detection_section(fd: dict | None) -> str:
     whole pipeline's accuracy on FER2013 val-dedup, against the targets."""
     if not fd or not isinstance(fd.get("rows"), dict):
         return ""
-    md = ["\n## Face detection: Haar (before) vs BlazeFace in face_pipeline (served)\n\n", fd["method"] + "\n\n",
-          f"{fd['scenes']} scenes, {fd['faces']} faces; tight crops: FER2013 val files as uploaded with detect=true.\n\n"]
+    md = [
+        "\n## Face detection: Haar (before) vs BlazeFace in face_pipeline (served)\n\n",
+        fd["method"] + "\n\n",
+        f"{fd['scenes']} scenes, {fd['faces']} faces; tight crops: FER2013 val files as uploaded with detect=true.\n\n",
+    ]
     rows = []
     for name, r in fd["rows"].items():
         tight = r.get("tight_crops") or {}
-        rows.append([name, f"{r['recall']} ({r['found']}/{r['faces']})", r["false_positives_per_image"], r["cpu_ms_per_image"],
-                     f"{tight.get('share')} ({tight.get('with_a_face')}/{tight.get('files')})"])
+        rows.append(
+            [
+                name,
+                f"{r['recall']} ({r['found']}/{r['faces']})",
+                r["false_positives_per_image"],
+                r["cpu_ms_per_image"],
+                f"{tight.get('share')} ({tight.get('with_a_face')}/{tight.get('files')})",
+            ]
+        )
     md.append(_table(["detector", "recall", "false positives / image", "CPU ms / image (1 thread)", "tight crops with a face"], rows))
     acc = fd.get("pipeline_accuracy_fer2013_val_dedup")
     if acc:
-        md.append(f"\nAccuracy on FER2013 val-dedup ({acc['images']} files) through the served models: detect=false "
-                  f"{acc['detect_false_accuracy']}, detect=true (detection → crop → face_emotion; {acc['detect_true_no_face']} files with no "
-                  f"face found count as wrong) {acc['detect_true_accuracy']}.\n")
+        md.append(
+            f"\nAccuracy on FER2013 val-dedup ({acc['images']} files) through the served models: detect=false "
+            f"{acc['detect_false_accuracy']}, detect=true (detection → crop → face_emotion; {acc['detect_true_no_face']} files with no "
+            f"face found count as wrong) {acc['detect_true_accuracy']}.\n"
+        )
     if fd.get("served_config"):
         keys = ("range", "grids", "tile_overlap", "pad", "score_threshold", "tile_score_threshold", "nms_iou", "face_margin")
         md.append("\nServed face_pipeline settings: " + ", ".join(f"{k} {fd['served_config'][k]}" for k in keys if k in fd["served_config"]) + ".\n")
@@ -298,14 +474,22 @@ def soak_section(soak: dict | None) -> str:
     if not soak:
         return ""
     load, met = soak["load"], soak["met"]
-    md = [f"\n## Soak: {soak['duration_s'] / 60:.0f} min of mixed load at {soak['fraction_of_peak']:.0%} of peak\n\n",
-          f"Peak (closed loop, concurrency 16, mixed): {soak['peak']['throughput_rps']} req/s; held {load['achieved_rps']} req/s "
-          f"({', '.join(f'{k} {v}' for k, v in load['by_route'].items())} requests). Errors: **{load['errors']}** "
-          f"{load['error_kinds'] or ''}; p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms.\n\n"]
-    md.append(_table(["process tree", "RSS first MB", "RSS last MB", "RSS max MB", "slope MB/min (after the first fifth)"],
-                     [[n, m["first"], m["last"], m["max"], m["slope_mb_per_min"]] for n, m in soak["memory_mb"].items()]))
-    md.append(f"\nTargets: 0 errors — {'met' if met['no_errors'] else 'MISSED'}; memory flat (slope < {soak['max_slope_mb_per_min']} MB/min) — "
-              f"{'met' if met['memory_flat'] else 'MISSED'}. `python -m bench.soak` (`--minutes`, `--fraction`).\n")
+    md = [
+        f"\n## Soak: {soak['duration_s'] / 60:.0f} min of mixed load at {soak['fraction_of_peak']:.0%} of peak\n\n",
+        f"Peak (closed loop, concurrency 16, mixed): {soak['peak']['throughput_rps']} req/s; held {load['achieved_rps']} req/s "
+        f"({', '.join(f'{k} {v}' for k, v in load['by_route'].items())} requests). Errors: **{load['errors']}** "
+        f"{load['error_kinds'] or ''}; p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms.\n\n",
+    ]
+    md.append(
+        _table(
+            ["process tree", "RSS first MB", "RSS last MB", "RSS max MB", "slope MB/min (after the first fifth)"],
+            [[n, m["first"], m["last"], m["max"], m["slope_mb_per_min"]] for n, m in soak["memory_mb"].items()],
+        )
+    )
+    md.append(
+        f"\nTargets: 0 errors — {'met' if met['no_errors'] else 'MISSED'}; memory flat (slope < {soak['max_slope_mb_per_min']} MB/min) — "
+        f"{'met' if met['memory_flat'] else 'MISSED'}. `python -m bench.soak` (`--minutes`, `--fraction`).\n"
+    )
     return "".join(md)
 
 
@@ -389,10 +573,22 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
     acc = accuracy()
     machine = (gateway or triton or ceiling or {}).get("machine")
     data = {
-        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "quick": quick, "steps": steps, "machine": machine,
-        "notes": notes or [], "headline": headline(triton, gateway, acc), "accuracy": acc, "gateway": gateway, "triton": triton,
-        "ceiling": ceiling, "tuning": tuning, "face_detection": face_detection, "serving_rates": serving_rates(ceiling, triton, gateway),
-        "soak": _load(out / "soak.json"), "gateway_ab": _load(out / "gateway_ab.json"),
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": command,
+        "quick": quick,
+        "steps": steps,
+        "machine": machine,
+        "notes": notes or [],
+        "headline": headline(triton, gateway, acc),
+        "accuracy": acc,
+        "gateway": gateway,
+        "triton": triton,
+        "ceiling": ceiling,
+        "tuning": tuning,
+        "face_detection": face_detection,
+        "serving_rates": serving_rates(ceiling, triton, gateway),
+        "soak": _load(out / "soak.json"),
+        "gateway_ab": _load(out / "gateway_ab.json"),
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",

@@ -58,10 +58,15 @@ def run_bench(args: argparse.Namespace) -> dict:
             notes.append(f"step `{name}` failed: {type(exc).__name__}: {str(exc)[:300]}")
         notes.append(f"step `{name}` took {time.monotonic() - started:.0f} s")
     if partial:
-        notes.append(f"Steps {', '.join(steps)} re-run {started_at}–{time.strftime('%H:%M', time.gmtime())} UTC; their tables and targets "
-                     "are from this run, every other table from the earlier runs the notes above describe.")
-    command = (shlex.join(["emotune", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emotune")
-               else "emotune bench" + (" --quick" if quick else "") + (f" --only {' '.join(steps)}" if partial else ""))
+        notes.append(
+            f"Steps {', '.join(steps)} re-run {started_at}–{time.strftime('%H:%M', time.gmtime())} UTC; their tables and targets "
+            "are from this run, every other table from the earlier runs the notes above describe."
+        )
+    command = (
+        shlex.join(["emotune", *sys.argv[1:]])
+        if sys.argv and sys.argv[0].endswith("emotune")
+        else "emotune bench" + (" --quick" if quick else "") + (f" --only {' '.join(steps)}" if partial else "")
+    )
     data = report.build(out, command, quick, notes, steps=steps if partial else None)
     print(f"report: {out / 'REPORT.md'}")
     for row in data["headline"]:

@@ -108,8 +108,14 @@ async def _open_loop(url: str, requests: list, rate: float, duration: float, sam
 
     await asyncio.gather(sampler(), *(worker() for _ in range(CONNECTIONS)))
     sent = sum(kinds.values())
-    return {"requests": sent, "by_route": dict(kinds), "errors": sum(errors.values()), "error_kinds": dict(errors),
-            "achieved_rps": round(sent / duration, 1), **percentiles_ms(latencies)}
+    return {
+        "requests": sent,
+        "by_route": dict(kinds),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "achieved_rps": round(sent / duration, 1),
+        **percentiles_ms(latencies),
+    }
 
 
 def _slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
@@ -143,18 +149,33 @@ def run(quick: bool, out: Path, minutes: float | None = None, fraction: float = 
             load = asyncio.run(_open_loop(url, requests, rate, duration, sample, 2.0 if quick else 10.0))
     result = {
         "peak": {k: peak[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "errors")},
-        "target_rps": round(rate, 1), "fraction_of_peak": fraction, "duration_s": duration, "load": load,
-        "memory_mb": {name: {"first": round(s[0][1], 1), "last": round(s[-1][1], 1), "max": round(max(v for _, v in s), 1),
-                             "slope_mb_per_min": _slope_mb_per_min(s), "samples": [[round(t, 1), round(v, 1)] for t, v in s]}
-                      for name, s in memory.items()},
+        "target_rps": round(rate, 1),
+        "fraction_of_peak": fraction,
+        "duration_s": duration,
+        "load": load,
+        "memory_mb": {
+            name: {
+                "first": round(s[0][1], 1),
+                "last": round(s[-1][1], 1),
+                "max": round(max(v for _, v in s), 1),
+                "slope_mb_per_min": _slope_mb_per_min(s),
+                "samples": [[round(t, 1), round(v, 1)] for t, v in s],
+            }
+            for name, s in memory.items()
+        },
         "max_slope_mb_per_min": MAX_SLOPE_MB_PER_MIN,
         "machine": machine_before,
     }
-    result["met"] = {"no_errors": load["errors"] == 0,
-                     "memory_flat": all(m["slope_mb_per_min"] < MAX_SLOPE_MB_PER_MIN for m in result["memory_mb"].values())}
+    result["met"] = {
+        "no_errors": load["errors"] == 0,
+        "memory_flat": all(m["slope_mb_per_min"] < MAX_SLOPE_MB_PER_MIN for m in result["memory_mb"].values()),
+    }
     write_json(out / "soak.json", result)
-    print(f"[soak] {load['requests']} requests, {load['errors']} errors, p99 {load['p99_ms']} ms; memory slope "
-          + ", ".join(f"{n} {m['slope_mb_per_min']} MB/min" for n, m in result["memory_mb"].items()), flush=True)
+    print(
+        f"[soak] {load['requests']} requests, {load['errors']} errors, p99 {load['p99_ms']} ms; memory slope "
+        + ", ".join(f"{n} {m['slope_mb_per_min']} MB/min" for n, m in result["memory_mb"].items()),
+        flush=True,
+    )
     return result
 
 

@@ -26,15 +26,24 @@ from pathlib import Path
 GATEWAY_RULES = [
     ("tokenization (tokenizers, padding)", r"preprocessing/text\.py|tokenizers"),
     ("gRPC call to Triton (tritonclient, grpc.aio)", r"tritonclient|grpc/|cygrpc|inference/triton\.py"),
-    ("answer: calibrate, scores dict, JSON", r"to_emotion|calibrate|jsonable_encoder|serialize_response|JSONResponse|responses\.py|"
-                                             r"orjson|json/encoder"),
-    ("request: read body, parse JSON, validate", r"get_request_body|request_body_to_args|pydantic|validate_texts|json/decoder|json/__init__|"
-                                                 r"fastapi/_compat|Request\.json|Request\.body|requests\.py"),
+    (
+        "answer: calibrate, scores dict, JSON",
+        r"to_emotion|calibrate|jsonable_encoder|serialize_response|JSONResponse|responses\.py|"
+        r"orjson|json/encoder",
+    ),
+    (
+        "request: read body, parse JSON, validate",
+        r"get_request_body|request_body_to_args|pydantic|validate_texts|json/decoder|json/__init__|"
+        r"fastapi/_compat|Request\.json|Request\.body|requests\.py",
+    ),
     ("coalescing and service logic", r"services/|text_batcher"),
     ("metrics, request id, access log", r"gateway/metrics\.py|prometheus_client|uuid|logging"),
     ("HTTP parsing and writing (uvicorn, httptools)", r"uvicorn/protocols|gateway/serving\.py|httptools"),
-    ("routing, dependencies, middlewares (starlette, fastapi, ours)", r"starlette|fastapi|gateway/uploads\.py|gateway/deps\.py|gateway/routes|"
-                                                                      r"gateway/access\.py|limits/"),
+    (
+        "routing, dependencies, middlewares (starlette, fastapi, ours)",
+        r"starlette|fastapi|gateway/uploads\.py|gateway/deps\.py|gateway/routes|"
+        r"gateway/access\.py|limits/",
+    ),
     ("event loop (uvloop/asyncio: I/O, task switches)", r"asyncio|uvloop|runners\.py"),
 ]
 STUB_RULES = [("ONNX Runtime Session.run", r"onnxruntime"), ("stub Python (gather, length sort, responses)", r"model\.py")]
@@ -106,9 +115,14 @@ def profile(url: str, requests: list, gateway_pid: int, triton_pid: int, concurr
     stubs = text_stub_pids(triton_pid)
     work = Path(tempfile.mkdtemp(prefix="emotune-profile-"))
     targets = {"gateway": gateway_pid, **({"stub": stubs[0]} if stubs else {})}
-    spies = {name: subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw", "--nonblocking",
-                                     "-o", str(work / f"{name}.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for name, pid in targets.items()}
+    spies = {
+        name: subprocess.Popen(
+            [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw", "--nonblocking", "-o", str(work / f"{name}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for name, pid in targets.items()
+    }
     time.sleep(1.0)  # py-spy attaches
     processes = {"gateway": [gateway_pid], "tritonserver (gRPC front end, dynamic batcher)": [triton_pid], "stubs": stubs}
     before = {k: sum(own_cpu_seconds(p) for p in pids) for k, pids in processes.items()}
@@ -135,24 +149,46 @@ def profile(url: str, requests: list, gateway_pid: int, triton_pid: int, concurr
     gateway_samples = categorize(work / "gateway.txt", GATEWAY_RULES)
     total = sum(gateway_samples.values()) or 1
     for category, count in gateway_samples.most_common():
-        rows.append({"process": "gateway", "what": category, "share": round(count / total, 3),
-                     "cpu_ms_per_request": round(ms["gateway"] * count / total, 3)})
-    rows.append({"process": "tritonserver", "what": "tritonserver itself (gRPC front end, dynamic batcher, shared-memory IPC)", "share": None,
-                 "cpu_ms_per_request": round(ms["tritonserver (gRPC front end, dynamic batcher)"], 3)})
+        rows.append(
+            {"process": "gateway", "what": category, "share": round(count / total, 3), "cpu_ms_per_request": round(ms["gateway"] * count / total, 3)}
+        )
+    rows.append(
+        {
+            "process": "tritonserver",
+            "what": "tritonserver itself (gRPC front end, dynamic batcher, shared-memory IPC)",
+            "share": None,
+            "cpu_ms_per_request": round(ms["tritonserver (gRPC front end, dynamic batcher)"], 3),
+        }
+    )
     if "stub" in targets and "stub" not in errors:
         stub_samples = categorize(work / "stub.txt", STUB_RULES)
         stub_total = sum(stub_samples.values()) or 1
         for category in [c for c, _ in STUB_RULES] + ["other"]:
             count = stub_samples.get(category, 0)
             what = category if category != "other" else "stub native code (IPC, tensors to and from shared memory)"
-            rows.append({"process": "python stubs", "what": what, "share": round(count / stub_total, 3),
-                         "cpu_ms_per_request": round(ms["stubs"] * count / stub_total, 3)})
+            rows.append(
+                {
+                    "process": "python stubs",
+                    "what": what,
+                    "share": round(count / stub_total, 3),
+                    "cpu_ms_per_request": round(ms["stubs"] * count / stub_total, 3),
+                }
+            )
     else:
         rows.append({"process": "python stubs", "what": "all (not sampled)", "share": None, "cpu_ms_per_request": round(ms["stubs"], 3)})
     rows.append({"process": "load generator", "what": "the closed-loop client (same cores)", "share": None, "cpu_ms_per_request": round(load_ms, 3)})
     shutil.rmtree(work, ignore_errors=True)
-    return {"concurrency": concurrency, "seconds": seconds, "requests": point["requests_total"], "throughput_rps": point["throughput_rps"],
-            "p50_ms": point["p50_ms"], "p99_ms": point["p99_ms"], "rows": rows,
-            "cpu_ms_per_request": {k: round(v, 3) for k, v in ms.items()} | {"load generator": round(load_ms, 3)},
-            "total_cpu_ms_per_request": round(sum(ms.values()) + load_ms, 3), "sampler_errors": errors,
-            "coalesced_calls": calls[0], "requests_per_call": round(calls[1] / calls[0], 2) if calls[0] else None}
+    return {
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "requests": point["requests_total"],
+        "throughput_rps": point["throughput_rps"],
+        "p50_ms": point["p50_ms"],
+        "p99_ms": point["p99_ms"],
+        "rows": rows,
+        "cpu_ms_per_request": {k: round(v, 3) for k, v in ms.items()} | {"load generator": round(load_ms, 3)},
+        "total_cpu_ms_per_request": round(sum(ms.values()) + load_ms, 3),
+        "sampler_errors": errors,
+        "coalesced_calls": calls[0],
+        "requests_per_call": round(calls[1] / calls[0], 2) if calls[0] else None,
+    }

@@ -222,8 +222,9 @@ def write_input_data(path: Path, n: int, model: str = TEXT_MODEL, repository: Pa
         raise FileNotFoundError(f"no real inputs for {model} under {SHARED_DATA}")
     rows = rows[: min(n, 32)]  # a few dozen distinct requests: each is large in perf_analyzer's JSON
     dtypes = {t.name: t.dtype for t in info.inputs}
-    data = [{name: {"content": np.asarray(a, dtype=dtypes[name]).ravel().tolist(), "shape": list(np.shape(a))} for name, a in row.items()}
-            for row in rows]
+    data = [
+        {name: {"content": np.asarray(a, dtype=dtypes[name]).ravel().tolist(), "shape": list(np.shape(a))} for name, a in row.items()} for row in rows
+    ]
     path.write_text(json.dumps({"data": data}))
     return {"requests": len(data), "shapes": {name: list(np.shape(a)) for name, a in rows[0].items()}}
 
@@ -239,19 +240,33 @@ def stats_delta(before: dict, after: dict) -> dict:
     hist = {b: n for b, n in sorted(hist.items()) if n > 0}
     inferences = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
-    return {"executed_batch_sizes": {str(b): n for b, n in hist.items()},
-            "avg_executed_batch": round(inferences / executions, 2) if executions else None,
-            "inferences": inferences, "executions": executions}
+    return {
+        "executed_batch_sizes": {str(b): n for b, n in hist.items()},
+        "avg_executed_batch": round(inferences / executions, 2) if executions else None,
+        "inferences": inferences,
+        "executions": executions,
+    }
 
 
 def run_point(server, model: str, data: Path, concurrency: int, work: Path, quick: bool) -> dict:
     csv_path = work / f"{model}_c{concurrency}.csv"
     interval = 1000 if quick else 3000
     cmd = [
-        str(perf_analyzer_binary()), "-m", model, "-i", "grpc", "-u", server.grpc_url, "--input-data", str(data),
-        f"--concurrency-range={concurrency}:{concurrency}", f"--measurement-interval={interval}",
-        "--stability-percentage=50" if not quick else "--stability-percentage=100", f"--max-trials={4 if quick else 10}",
-        "-f", str(csv_path),
+        str(perf_analyzer_binary()),
+        "-m",
+        model,
+        "-i",
+        "grpc",
+        "-u",
+        server.grpc_url,
+        "--input-data",
+        str(data),
+        f"--concurrency-range={concurrency}:{concurrency}",
+        f"--measurement-interval={interval}",
+        "--stability-percentage=50" if not quick else "--stability-percentage=100",
+        f"--max-trials={4 if quick else 10}",
+        "-f",
+        str(csv_path),
     ]
     before = model_stats(server.http_url, model)
     cpu_before = tree_cpu_seconds(server.process.pid)
@@ -273,17 +288,25 @@ def run_point(server, model: str, data: Path, concurrency: int, work: Path, quic
         row = next(csv.DictReader(f))
     us = lambda key: round(float(row[key]) / 1000.0, 2) if row.get(key) not in (None, "") else None  # noqa: E731
     point = {
-        "model": model, "concurrency": concurrency, "throughput_infer_per_s": round(float(row["Inferences/Second"]), 1),
-        "p50_ms": us("p50 latency"), "p95_ms": us("p95 latency"), "p99_ms": us("p99 latency"),
-        "server_queue_ms": us("Server Queue"), "server_compute_ms": us("Server Compute Infer"), "wall_s": round(elapsed, 1),
+        "model": model,
+        "concurrency": concurrency,
+        "throughput_infer_per_s": round(float(row["Inferences/Second"]), 1),
+        "p50_ms": us("p50 latency"),
+        "p95_ms": us("p95 latency"),
+        "p99_ms": us("p99 latency"),
+        "server_queue_ms": us("Server Queue"),
+        "server_compute_ms": us("Server Compute Infer"),
+        "wall_s": round(elapsed, 1),
         "unstable_retry": unstable,
         **stats_delta(before, after),
     }
     # CPU the server spent (gRPC, batcher, python-backend stub, ONNX Runtime) per inference it ran over the point
     point["server_cpu_ms_per_infer"] = round(1000 * cpu / point["inferences"], 2) if point["inferences"] else None
-    print(f"[triton] {model:<28} c={concurrency:<3} {point['throughput_infer_per_s']:>7.1f}/s  p50 {point['p50_ms']:>7.1f} ms"
-          f"  p99 {point['p99_ms']:>7.1f} ms  avg batch {point['avg_executed_batch']}  server CPU ms/infer {point['server_cpu_ms_per_infer']}",
-          flush=True)
+    print(
+        f"[triton] {model:<28} c={concurrency:<3} {point['throughput_infer_per_s']:>7.1f}/s  p50 {point['p50_ms']:>7.1f} ms"
+        f"  p99 {point['p99_ms']:>7.1f} ms  avg batch {point['avg_executed_batch']}  server CPU ms/infer {point['server_cpu_ms_per_infer']}",
+        flush=True,
+    )
     return point
 
 
@@ -306,9 +329,18 @@ def sweep(variants: list[Variant], concurrency: list[int], out: Path, quick: boo
                     points.append(run_point(server, v.name, data[v.source], c, work, quick))
         configs = {v.name: (repo / v.name / "config.pbtxt").read_text() for v in variants}
     return {
-        "variants": {v.name: {"description": v.description, "onnx": str(v.onnx) if v.onnx else "shipped model.onnx",
-                              "config": configs[v.name], "model": v.source} for v in variants},
-        "inputs": inputs.get(TEXT_MODEL) or next(iter(inputs.values())), "inputs_by_model": inputs, "points": points,
+        "variants": {
+            v.name: {
+                "description": v.description,
+                "onnx": str(v.onnx) if v.onnx else "shipped model.onnx",
+                "config": configs[v.name],
+                "model": v.source,
+            }
+            for v in variants
+        },
+        "inputs": inputs.get(TEXT_MODEL) or next(iter(inputs.values())),
+        "inputs_by_model": inputs,
+        "points": points,
     }
 
 
@@ -353,20 +385,31 @@ def default_variants(quick: bool, out: Path) -> tuple[list[Variant], dict]:
     config = (REPOSITORY / TEXT_MODEL / "config.pbtxt").read_text()
     if not quick and 'key: "intra_op_threads" value: { string_value: "1" }' in config:
         # the shipped instances run 1 thread each: batch-1 serial is fastest on one instance with 2 threads; the target compares with that
-        variants.append(Variant(f"{TEXT_MODEL}_nobatch_2threads", "INT8, dynamic batching off, 1 instance × 2 ORT threads: the fastest "
-                                "batch-1 serial", dynamic_batching=False, instances=1, intra_op_threads=2, concurrency=[1]))
+        variants.append(
+            Variant(
+                f"{TEXT_MODEL}_nobatch_2threads",
+                "INT8, dynamic batching off, 1 instance × 2 ORT threads: the fastest batch-1 serial",
+                dynamic_batching=False,
+                instances=1,
+                intra_op_threads=2,
+                concurrency=[1],
+            )
+        )
     if not quick:
         for model in sorted(p.parent.name for p in REPOSITORY.glob("*/config.pbtxt")):
             if model != TEXT_MODEL:
-                variants += [Variant(model, f"{model} as shipped", source=model),
-                             Variant(f"{model}_nobatch", f"{model}, dynamic batching off", dynamic_batching=False, source=model)]
+                variants += [
+                    Variant(model, f"{model} as shipped", source=model),
+                    Variant(f"{model}_nobatch", f"{model}, dynamic batching off", dynamic_batching=False, source=model),
+                ]
         onnx, origin = fp32_onnx(None)
         notes["fp32_onnx"] = origin
         if onnx is not None:
             variants += [
                 Variant(f"{TEXT_MODEL}_fp32", "optimized fp32 ONNX, dynamic batching", onnx=onnx),
-                Variant(f"{TEXT_MODEL}_fp32_nobatch", "optimized fp32 ONNX, dynamic batching off", dynamic_batching=False, onnx=onnx,
-                        concurrency=[1, 32]),
+                Variant(
+                    f"{TEXT_MODEL}_fp32_nobatch", "optimized fp32 ONNX, dynamic batching off", dynamic_batching=False, onnx=onnx, concurrency=[1, 32]
+                ),
             ]
     return variants, notes
 
@@ -374,10 +417,15 @@ def default_variants(quick: bool, out: Path) -> tuple[list[Variant], dict]:
 def run(quick: bool, out: Path) -> dict:
     variants, notes = default_variants(quick, out)
     result = sweep(variants, QUICK_CONCURRENCY if quick else FULL_CONCURRENCY, out, quick, n_texts=64 if quick else 1000)
-    result.update({"notes": notes, "summary": summarize(result), "machine": machine(),
-                   "perf_analyzer": "perf_analyzer -i grpc --input-data <real sentences> --concurrency-range C:C "
-                                    + ("--measurement-interval=1000 --max-trials=3" if quick else
-                                       "--measurement-interval=3000 --stability-percentage=50 --max-trials=10")})
+    result.update(
+        {
+            "notes": notes,
+            "summary": summarize(result),
+            "machine": machine(),
+            "perf_analyzer": "perf_analyzer -i grpc --input-data <real sentences> --concurrency-range C:C "
+            + ("--measurement-interval=1000 --max-trials=3" if quick else "--measurement-interval=3000 --stability-percentage=50 --max-trials=10"),
+        }
+    )
     write_json(out / "triton.json", result)
     return result
 

@@ -47,12 +47,18 @@ def triton_variants(state: dict | None = None) -> list[Variant]:
     spin = "1" if not state["spinning"] else "0"
     variants = [
         Variant("ref", f"shipped: {describe(state)}"),
-        Variant("spinning_" + ("on" if spin == "1" else "off"), f"ONNX Runtime thread spinning {'on (its default)' if spin == '1' else 'off'}",
-                parameters={"session.intra_op.allow_spinning": spin, "session.inter_op.allow_spinning": spin}),
-        Variant("ragged_" + ("off" if state["ragged"] else "on"),
-                "allow_ragged_batch off: only equal-shape requests share a batch" if state["ragged"] else
-                "allow_ragged_batch on: mixed widths share a batch" + ("" if state["length_grouped"] else " (the backend pads to the widest)"),
-                ragged=not state["ragged"]),
+        Variant(
+            "spinning_" + ("on" if spin == "1" else "off"),
+            f"ONNX Runtime thread spinning {'on (its default)' if spin == '1' else 'off'}",
+            parameters={"session.intra_op.allow_spinning": spin, "session.inter_op.allow_spinning": spin},
+        ),
+        Variant(
+            "ragged_" + ("off" if state["ragged"] else "on"),
+            "allow_ragged_batch off: only equal-shape requests share a batch"
+            if state["ragged"]
+            else "allow_ragged_batch on: mixed widths share a batch" + ("" if state["length_grouped"] else " (the backend pads to the widest)"),
+            ragged=not state["ragged"],
+        ),
     ]
     for delay in (0, 500, 2000, 5000):
         if delay != state["queue_delay_us"]:
@@ -83,9 +89,11 @@ def skip_layer_norm_fused_int8() -> Path | None:
 
 
 def describe(state: dict) -> str:
-    return (f"INT8, dynamic batching {'on' if state['batching'] else 'off'} (queue delay {state['queue_delay_us']} µs), "
-            f"ragged {'on' if state['ragged'] else 'off'}{', length-grouped runs' if state['length_grouped'] else ''}, "
-            f"{state['instances']} instance × {state['threads']} ORT threads, spinning {'on' if state['spinning'] else 'off'}")
+    return (
+        f"INT8, dynamic batching {'on' if state['batching'] else 'off'} (queue delay {state['queue_delay_us']} µs), "
+        f"ragged {'on' if state['ragged'] else 'off'}{', length-grouped runs' if state['length_grouped'] else ''}, "
+        f"{state['instances']} instance × {state['threads']} ORT threads, spinning {'on' if state['spinning'] else 'off'}"
+    )
 
 
 def _row(change: str, level: str, concurrency: int, throughput: float | None, ref: float | None, **extra) -> dict:
@@ -99,8 +107,14 @@ def triton_level(out: Path, quick: bool, concurrency: int) -> tuple[list[dict], 
     if quick:
         variants = variants[:2]  # ref and one change: the plumbing, not the findings
     elif (fused := skip_layer_norm_fused_int8()) is not None:
-        variants.append(Variant("skip_layer_norm_fused", "residual Add + LayerNormalization fused into SkipLayerNormalization "
-                                "(ONNX Runtime's optimizer default; the INT8 graph shipped before)", onnx=fused))
+        variants.append(
+            Variant(
+                "skip_layer_norm_fused",
+                "residual Add + LayerNormalization fused into SkipLayerNormalization "
+                "(ONNX Runtime's optimizer default; the INT8 graph shipped before)",
+                onnx=fused,
+            )
+        )
     levels = sorted({1, concurrency})
     for v in variants:
         v.concurrency = levels if v.name == "ref" or v.queue_delay_us is not None else [concurrency]
@@ -113,10 +127,21 @@ def triton_level(out: Path, quick: bool, concurrency: int) -> tuple[list[dict], 
         if "error" in p:
             rows.append(_row(v.description, "triton", c, None, refs.get(c), error=p["error"][-200:]))
             continue
-        rows.append(_row(f"{v.name}: {v.description}", "triton", c, p["throughput_infer_per_s"], refs.get(c),
-                         p50_ms=p["p50_ms"], p99_ms=p["p99_ms"], avg_executed_batch=p["avg_executed_batch"],
-                         cpu_ms=f"server {p['server_cpu_ms_per_infer']}",
-                         executed_batch_sizes=p["executed_batch_sizes"], variant=v.name))
+        rows.append(
+            _row(
+                f"{v.name}: {v.description}",
+                "triton",
+                c,
+                p["throughput_infer_per_s"],
+                refs.get(c),
+                p50_ms=p["p50_ms"],
+                p99_ms=p["p99_ms"],
+                avg_executed_batch=p["avg_executed_batch"],
+                cpu_ms=f"server {p['server_cpu_ms_per_infer']}",
+                executed_batch_sizes=p["executed_batch_sizes"],
+                variant=v.name,
+            )
+        )
     return rows, variants
 
 
@@ -134,23 +159,36 @@ def _repository_with(variant: Variant | None, work: Path) -> Path:
 
 # Gateway code changes measured on a patched temporary copy of the code: (file, old, new); skipped once applied.
 GATEWAY_PATCHES = {
-    "async_deps": ("dependencies as `async def` (FastAPI runs plain `def` dependencies in a thread pool: 5 hops per request)",
-                   [("gateway/deps.py", "\ndef _", "\nasync def _"), ("gateway/routes/text.py", "\ndef require_json", "\nasync def require_json"),
-                    ("gateway/uploads.py", "\ndef require_multipart", "\nasync def require_multipart")]),
-    "gc_freeze": ("the gateway freezes what start-up built out of the garbage collector's sight (gc.freeze() after the lifespan's start-up: "
-                  "a full collection then scans only what requests allocate, not ~230k long-lived objects)",
-                  [("gateway/app.py", "        try:\n            yield\n",
-                    "        gc.collect()\n        gc.freeze()\n        try:\n            yield\n")]),
-    "orjson": ("/text_emotion answers with orjson bytes (a Response) instead of FastAPI's jsonable_encoder + json.dumps",
-               [("gateway/routes/text.py", '    return results[0] if body.text is not None else {"results": results}',
-                 '    return __import__("fastapi").Response(__import__("orjson").dumps('
-                 'results[0] if body.text is not None else {"results": results}), media_type="application/json")')]),
+    "async_deps": (
+        "dependencies as `async def` (FastAPI runs plain `def` dependencies in a thread pool: 5 hops per request)",
+        [
+            ("gateway/deps.py", "\ndef _", "\nasync def _"),
+            ("gateway/routes/text.py", "\ndef require_json", "\nasync def require_json"),
+            ("gateway/uploads.py", "\ndef require_multipart", "\nasync def require_multipart"),
+        ],
+    ),
+    "gc_freeze": (
+        "the gateway freezes what start-up built out of the garbage collector's sight (gc.freeze() after the lifespan's start-up: "
+        "a full collection then scans only what requests allocate, not ~230k long-lived objects)",
+        [("gateway/app.py", "        try:\n            yield\n", "        gc.collect()\n        gc.freeze()\n        try:\n            yield\n")],
+    ),
+    "orjson": (
+        "/text_emotion answers with orjson bytes (a Response) instead of FastAPI's jsonable_encoder + json.dumps",
+        [
+            (
+                "gateway/routes/text.py",
+                '    return results[0] if body.text is not None else {"results": results}',
+                '    return __import__("fastapi").Response(__import__("orjson").dumps('
+                'results[0] if body.text is not None else {"results": results}), media_type="application/json")',
+            )
+        ],
+    ),
 }
 CODE_DIRS = ("gateway", "emotune", "export", "training", "bench")
 
 
 def patch_state(name: str, root: Path | None = None) -> str:
-    """"forward" when the code lacks the change, "reverse" when it has it (shipped), "" when neither matches."""
+    """ "forward" when the code lacks the change, "reverse" when it has it (shipped), "" when neither matches."""
     root = root or Path(__file__).resolve().parents[1]
     edits = GATEWAY_PATCHES[name][1]
     texts = [(root / rel).read_text() for rel, _, _ in edits]
@@ -189,8 +227,7 @@ class GatewayExperiment:
     concurrency: int | None = None  # None: the run's concurrency
 
 
-def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None,
-                  timing: tuple[float, float] | None = None) -> list[dict]:
+def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None, timing: tuple[float, float] | None = None) -> list[dict]:
     warmup, duration = timing or ((0.5, 2.0) if quick else (3.0, 15.0))
     texts = real_texts(64 if quick else 1000)
     ref = "ref: shipped repository and gateway, 1 uvicorn worker, recommend=false"
@@ -199,13 +236,17 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
     # The coalescing switch is measured at both ends, each right after its reference (on by default only if both gain).
     experiments = [GatewayExperiment(ref), GatewayExperiment(coalesce_on, env=on_env)]
     if not quick:
-        experiments += [GatewayExperiment(ref, concurrency=1), GatewayExperiment(coalesce_on, env=on_env, concurrency=1),
-                        GatewayExperiment("text coalescing on, 8 calls in flight of ≤ 120 tokens",
-                                          env={**on_env, "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"}),
-                        GatewayExperiment("uvicorn access log on (EMOTUNE_LOG_LEVEL=info; the benchmarks run at warning)",
-                                          env={"EMOTUNE_LOG_LEVEL": "info"}),
-                        GatewayExperiment("2 uvicorn workers", workers=2),
-                        GatewayExperiment("recommend=true (the answer carries 10 tracks)", recommend=True)]
+        experiments += [
+            GatewayExperiment(ref, concurrency=1),
+            GatewayExperiment(coalesce_on, env=on_env, concurrency=1),
+            GatewayExperiment(
+                "text coalescing on, 8 calls in flight of ≤ 120 tokens",
+                env={**on_env, "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"},
+            ),
+            GatewayExperiment("uvicorn access log on (EMOTUNE_LOG_LEVEL=info; the benchmarks run at warning)", env={"EMOTUNE_LOG_LEVEL": "info"}),
+            GatewayExperiment("2 uvicorn workers", workers=2),
+            GatewayExperiment("recommend=true (the answer carries 10 tracks)", recommend=True),
+        ]
         for n in GATEWAY_PATCHES:
             state = patch_state(n)
             if state == "forward":
@@ -232,14 +273,26 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
                         rows.append(_row(e.change, "gateway", c, None, ref_tp.get(c), note="already applied in the code: nothing to compare"))
                         continue
                     requests = text_requests(texts, "/text_emotion" + ("" if e.recommend else "?recommend=false"))
-                    with gateway(server.grpc_port, REPOSITORY, models, out / "logs" / f"tuning_gateway_{i}.log", workers=e.workers,
-                                 extra_env=e.env, cwd=code) as (url, pid):
-                        point = sweep_load(url, requests, [c], warmup, duration, f"tuning {i}",
-                                           {"gateway": pid, "tritonserver": server.process.pid})[0]
+                    with gateway(
+                        server.grpc_port, REPOSITORY, models, out / "logs" / f"tuning_gateway_{i}.log", workers=e.workers, extra_env=e.env, cwd=code
+                    ) as (url, pid):
+                        point = sweep_load(url, requests, [c], warmup, duration, f"tuning {i}", {"gateway": pid, "tritonserver": server.process.pid})[
+                            0
+                        ]
                     ref_tp.setdefault(c, point["throughput_rps"])
-                    rows.append(_row(e.change, "gateway", c, point["throughput_rps"], ref_tp[c], p50_ms=point["p50_ms"],
-                                     p99_ms=point["p99_ms"], errors=point["errors"],
-                                     cpu_ms=", ".join(f"{k} {v}" for k, v in point["cpu_ms_per_request"].items())))
+                    rows.append(
+                        _row(
+                            e.change,
+                            "gateway",
+                            c,
+                            point["throughput_rps"],
+                            ref_tp[c],
+                            p50_ms=point["p50_ms"],
+                            p99_ms=point["p99_ms"],
+                            errors=point["errors"],
+                            cpu_ms=", ".join(f"{k} {v}" for k, v in point["cpu_ms_per_request"].items()),
+                        )
+                    )
                     print(f"[tuning] gateway {e.change}: {point['throughput_rps']} req/s p99 {point['p99_ms']} ms", flush=True)
     return rows
 
@@ -250,8 +303,12 @@ def run(quick: bool, out: Path, gateway_only: bool = False) -> dict:
     if gateway_only:
         previous = json.loads((out / "tuning.json").read_text())
         rows = [r for r in previous["rows"] if r["level"] == "triton"] + gateway_level(out, quick, concurrency, None)
-        result = {**previous, "rows": rows, "gateway_rows_machine": machine(),
-                  "gateway_rows_measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        result = {
+            **previous,
+            "rows": rows,
+            "gateway_rows_machine": machine(),
+            "gateway_rows_measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
         write_json(out / "tuning.json", result)
         return result
     rows, variants = triton_level(out, quick, concurrency)
@@ -264,17 +321,22 @@ def run(quick: bool, out: Path, gateway_only: bool = False) -> dict:
     rows += gateway_level(out, quick, concurrency, best)
     conclusions = []
     if best_row and ref:
-        conclusions.append(f"best Triton-level variant at concurrency {concurrency}: {best_row['change']} "
-                           f"({best_row['throughput']} vs {ref['throughput']} infer/s, {best_row['gain']})"
-                           + ("" if best else "; under 5% — within this machine's noise, the shipped configuration stays"))
+        conclusions.append(
+            f"best Triton-level variant at concurrency {concurrency}: {best_row['change']} "
+            f"({best_row['throughput']} vs {ref['throughput']} infer/s, {best_row['gain']})"
+            + ("" if best else "; under 5% — within this machine's noise, the shipped configuration stays")
+        )
     result = {
         "method": f"Each row changes one thing against the reference and is measured in the same run at concurrency {concurrency} "
-                  "(the queue-delay rows also at concurrency 1, against the reference at 1) "
-                  "(Triton rows: perf_analyzer, every variant in one server; gateway rows: 15 s closed-loop load after a 3 s warm-up, "
-                  "a fresh gateway per row, one tritonserver per Triton-side variant). The machine is noisy (±10–15%, and more while "
-                  "ONNX Runtime threads spin: the shipped reference swung from 130 to 205 req/s between runs): read gains under ~1.1× "
-                  "as no change, and trust the CPU ms per request column, which hardly moves with the noise.",
-        "rows": rows, "best_triton_change": best.name if best else None, "conclusions": conclusions, "machine": machine(),
+        "(the queue-delay rows also at concurrency 1, against the reference at 1) "
+        "(Triton rows: perf_analyzer, every variant in one server; gateway rows: 15 s closed-loop load after a 3 s warm-up, "
+        "a fresh gateway per row, one tritonserver per Triton-side variant). The machine is noisy (±10–15%, and more while "
+        "ONNX Runtime threads spin: the shipped reference swung from 130 to 205 req/s between runs): read gains under ~1.1× "
+        "as no change, and trust the CPU ms per request column, which hardly moves with the noise.",
+        "rows": rows,
+        "best_triton_change": best.name if best else None,
+        "conclusions": conclusions,
+        "machine": machine(),
         "shipped": state,
     }
     write_json(out / "tuning.json", result)

@@ -28,8 +28,9 @@ def _triton(args: argparse.Namespace) -> None:
     settings = _settings(args)
     with TritonServer.from_settings(settings) as server:
         server.wait_ready(settings.model_names, settings.triton_ready_timeout_s)
-        print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url} (health, metadata, statistics)  metrics {server.metrics_url}",
-              flush=True)
+        print(
+            f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url} (health, metadata, statistics)  metrics {server.metrics_url}", flush=True
+        )
         server.wait()
 
 
@@ -93,8 +94,15 @@ def _recommend(args: argparse.Namespace) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     """``python -m bench.run`` in place of this process: bench uses the launcher, so the CLI never imports bench."""
-    argv = [sys.executable, "-m", "bench.run", "--out", str(args.out), *(["--quick"] if args.quick else []),
-            *(["--only", *args.only] if args.only else [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--out",
+        str(args.out),
+        *(["--quick"] if args.quick else []),
+        *(["--only", *args.only] if args.only else []),
+    ]
     os.execv(sys.executable, argv)
 
 
@@ -156,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-log", default=".triton/tritonserver.log", help="where tritonserver's log goes")
     p.set_defaults(func=_up)
 
-    p = sub.add_parser("predict", help="the model tester: interactive, or one-shot `emotune predict text \"...\"`")
+    p = sub.add_parser("predict", help='the model tester: interactive, or one-shot `emotune predict text "..."`')
     p.add_argument("modality", nargs="?", choices=["text", "speech", "face"])
     p.add_argument("input", nargs="?", help="text, or a file path for speech/face")
     p.add_argument("--url", help="a running gateway (default: in-process ONNX Runtime over the repository)")

@@ -51,8 +51,10 @@ def _print(body: dict) -> None:
     print(f"music for {body['mood']} ({body['strategy']}):")
     for n, track in enumerate(body["recommendations"], 1):
         f = track["features"]
-        print(f"{n:>3}. {track['artist']} — {track['name']}  [valence {f['valence']:.2f}, energy {f['energy']:.2f}, "
-              f"{f['tempo']:.0f} BPM]  {track['external_url']}")
+        print(
+            f"{n:>3}. {track['artist']} — {track['name']}  [valence {f['valence']:.2f}, energy {f['energy']:.2f}, "
+            f"{f['tempo']:.0f} BPM]  {track['external_url']}"
+        )
         print(f"     {track['reason']}")
     enrichment = body["enrichment"]
     if enrichment["status"] != "ok":

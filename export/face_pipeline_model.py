@@ -275,6 +275,7 @@ class FacePipeline:
         """A candidate under ``skip_tiles_face`` of the long side scoring under ``verify_below`` is looked at again in a view
         centred on it, ``verify_scale`` × its side (the scale the detector likes best); it stays only if that view finds
         it at ``verify_threshold``. Tiles can then take a lower threshold: a face-like patch rarely passes twice."""
+
         def small(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:  # large faces come from the whole view: nothing to re-frame
             return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < self.skip_tiles_face * max(image.shape)
 
@@ -334,8 +335,11 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         settings = json.loads(params["pipeline"])
-        self.pipeline = FacePipeline(self._runner(settings["detector_model"], ["image"], ["regressors", "classificators"]),
-                                     self._runner(settings["classifier_model"], ["image"], ["probabilities"]), settings)
+        self.pipeline = FacePipeline(
+            self._runner(settings["detector_model"], ["image"], ["regressors", "classificators"]),
+            self._runner(settings["classifier_model"], ["image"], ["probabilities"]),
+            settings,
+        )
         self.detector_batch = int(settings.get("detector_max_batch", 64))
 
     def _runner(self, model: str, inputs: list[str], outputs: list[str]):
@@ -344,8 +348,11 @@ class TritonPythonModel:
         def run(array: np.ndarray, limit: int = 32):
             parts = []
             for start in range(0, len(array), limit):
-                request = pb.InferenceRequest(model_name=model, requested_output_names=outputs,
-                                              inputs=[pb.Tensor(inputs[0], np.ascontiguousarray(array[start : start + limit]))])
+                request = pb.InferenceRequest(
+                    model_name=model,
+                    requested_output_names=outputs,
+                    inputs=[pb.Tensor(inputs[0], np.ascontiguousarray(array[start : start + limit]))],
+                )
                 response = request.exec()
                 if response.has_error():
                     raise RuntimeError(f"{model}: {response.error().message()}")
@@ -362,9 +369,12 @@ class TritonPythonModel:
             results = self.pipeline([image if image.ndim == 2 else image[..., 0] for image in images])
         except Exception as exc:  # one bad batch must not take the model down: every request gets the error
             return [pb.InferenceResponse(error=pb.TritonError(f"face_pipeline failed: {exc}")) for _ in requests]
-        return [pb.InferenceResponse(output_tensors=[pb.Tensor("boxes", boxes[None]), pb.Tensor("detection_scores", scores[None]),
-                                                     pb.Tensor("probabilities", probs[None])])
-                for boxes, scores, probs in results]
+        return [
+            pb.InferenceResponse(
+                output_tensors=[pb.Tensor("boxes", boxes[None]), pb.Tensor("detection_scores", scores[None]), pb.Tensor("probabilities", probs[None])]
+            )
+            for boxes, scores, probs in results
+        ]
 
     def finalize(self):
         self.pipeline = None
@@ -376,8 +386,11 @@ def local_model(folder, run):
     from pathlib import Path
 
     settings = json.loads((Path(folder) / "model.json").read_text())["preprocessing"]
-    pipeline = FacePipeline(lambda x: run(settings["detector_model"], {"image": x}, ["regressors", "classificators"]),
-                            lambda x: run(settings["classifier_model"], {"image": x}, ["probabilities"])[0], settings)
+    pipeline = FacePipeline(
+        lambda x: run(settings["detector_model"], {"image": x}, ["regressors", "classificators"]),
+        lambda x: run(settings["classifier_model"], {"image": x}, ["probabilities"])[0],
+        settings,
+    )
 
     def infer(inputs: dict, outputs: list[str]) -> list[np.ndarray]:
         image = inputs["image"][0]

@@ -11,13 +11,28 @@ import torch
 from gateway.inference.onnx_session import cpu_session
 
 
-def export_onnx(module: torch.nn.Module, example: dict[str, torch.Tensor], output_names: list[str],
-                dynamic_axes: dict[str, dict[int, str]], path: Path, opset: int = 17) -> Path:
+def export_onnx(
+    module: torch.nn.Module,
+    example: dict[str, torch.Tensor],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    path: Path,
+    opset: int = 17,
+) -> Path:
     """TorchScript-based export (``dynamo=False``): its graphs are what ONNX Runtime's fusions recognise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
-    torch.onnx.export(module, tuple(example.values()), str(path), input_names=list(example), output_names=output_names,
-                      dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+    torch.onnx.export(
+        module,
+        tuple(example.values()),
+        str(path),
+        input_names=list(example),
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        opset_version=opset,
+        dynamo=False,
+        do_constant_folding=True,
+    )
     return path
 
 

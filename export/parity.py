@@ -15,8 +15,13 @@ class ParityError(AssertionError):
     pass
 
 
-def check_parity(module: torch.nn.Module, onnx_path: Path, batches: Iterable[dict[str, np.ndarray]],
-                 atol: float = 1e-4, to_output: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> float:
+def check_parity(
+    module: torch.nn.Module,
+    onnx_path: Path,
+    batches: Iterable[dict[str, np.ndarray]],
+    atol: float = 1e-4,
+    to_output: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+) -> float:
     """Largest absolute difference between the module's and the ONNX graph's outputs; raises past ``atol``."""
     sess = session(onnx_path)
     module.eval()

@@ -31,8 +31,7 @@ class ExportOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExportOptions:
-        return cls(run_dir=args.run_dir or Path(f"runs/{args.model}"), repository=args.repository, data_dir=args.data_dir,
-                   test_limit=args.test_limit)
+        return cls(run_dir=args.run_dir or Path(f"runs/{args.model}"), repository=args.repository, data_dir=args.data_dir, test_limit=args.test_limit)
 
     def data(self, default: str) -> Path:
         return self.data_dir or Path("../shared/data") / default
@@ -67,9 +66,12 @@ class Exported:
 
     def report(self) -> dict:
         """The fields every model's report carries."""
-        return {"export_command": self.command, "parity_max_abs_diff_fp32": float(f"{self.parity:.3g}"),
-                "sizes_mb": {name: round(path.stat().st_size / 2**20, 2) for name, path in self.files.items()},
-                **({"calibration": self.calibration} if self.calibration else {})}
+        return {
+            "export_command": self.command,
+            "parity_max_abs_diff_fp32": float(f"{self.parity:.3g}"),
+            "sizes_mb": {name: round(path.stat().st_size / 2**20, 2) for name, path in self.files.items()},
+            **({"calibration": self.calibration} if self.calibration else {}),
+        }
 
 
 def run_export(description: ModelExport, options: ExportOptions) -> Exported:

@@ -18,8 +18,7 @@ def optimize_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int,
 
     options = FusionOptions("bert")
     options.enable_skip_layer_norm = skip_layer_norm
-    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1,
-                           optimization_options=options)
+    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1, optimization_options=options)
     model.save_model_to_file(str(dst))
     return dst
 
@@ -28,8 +27,14 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic INT8 weights, per channel with reduced range: plain QInt8 overflowed without VNNI here (PLATFORM.md)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return dst
 
 

@@ -47,7 +47,8 @@ class ModelSpec:
     # Idle intra-op threads sleep instead of spinning: the cores are shared with the gateway and the stub, and spinning
     # doubled the CPU per inference here (bench/report, tuning).
     ort_session_config: dict[str, str] = field(
-        default_factory=lambda: {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"})
+        default_factory=lambda: {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+    )
     length_group_slack_tokens: int = 8  # rows whose lengths differ by at most this many tokens run in one group
     ragged_batching: bool = False  # python flavour: batch requests of different widths (model.py groups them by length)
     warmup_dims: dict[str, list[int]] = field(default_factory=dict)  # concrete dims per input for warm-up
@@ -190,12 +191,15 @@ def read_spec(repository: Path, name: str) -> ModelSpec:
     max_shapes = dict(item.split(":") for item in accelerator.get("trt_profile_max_shapes", "").split(",") if item)
     defaults = ModelSpec(name, [], [], [])
     return ModelSpec(
-        name=meta["name"], labels=meta["labels"],
-        inputs=[TensorSpec(**t) for t in meta["inputs"]], outputs=[TensorSpec(**t) for t in meta["outputs"]],
+        name=meta["name"],
+        labels=meta["labels"],
+        inputs=[TensorSpec(**t) for t in meta["inputs"]],
+        outputs=[TensorSpec(**t) for t in meta["outputs"]],
         max_batch_size=cpu.max_batch_size,
         preferred_batch_sizes=list(cpu.dynamic_batching.preferred_batch_size),
         max_queue_delay_us=cpu.dynamic_batching.max_queue_delay_microseconds,
-        cpu_instances=cpu.instance_group[0].count, gpu_instances=gpu.instance_group[0].count,
+        cpu_instances=cpu.instance_group[0].count,
+        gpu_instances=gpu.instance_group[0].count,
         intra_op_threads=int(params["intra_op_threads"]),
         inter_op_threads=int(params.get("inter_op_threads", defaults.inter_op_threads)),
         graph_optimization_level=params.get("graph_optimization_level", defaults.graph_optimization_level),
@@ -225,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("models", nargs="*", help=f"default: every model the {CPU_BACKEND} backend serves")
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
     args = p.parse_args(argv)
-    names = args.models or sorted(c.parent.name for c in (args.repository / "python").glob("*/config.pbtxt")
-                                  if f'backend: "{CPU_BACKEND}"' in c.read_text())
+    names = args.models or sorted(
+        c.parent.name for c in (args.repository / "python").glob("*/config.pbtxt") if f'backend: "{CPU_BACKEND}"' in c.read_text()
+    )
     for name in names:
         rerender(args.repository, name)
         print(f"re-rendered {name}")

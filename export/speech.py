@@ -58,8 +58,15 @@ def quantize_matmuls_int8(src: Path, dst: Path) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, per_channel=True,
-                     reduce_range=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        op_types_to_quantize=["MatMul"],
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return dst
 
 
@@ -74,8 +81,9 @@ def _axes(whisper: bool) -> dict[str, dict[int, str]]:
 
 def _window_probs(path: Path, windows: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     sess = session(path)
-    return np.concatenate([run(sess, _feeds(windows[i : i + 64], None if lengths is None else lengths[i : i + 64]))
-                           for i in range(0, len(windows), 64)])
+    return np.concatenate(
+        [run(sess, _feeds(windows[i : i + 64], None if lengths is None else lengths[i : i + 64])) for i in range(0, len(windows), 64)]
+    )
 
 
 def _latency_ms(paths: dict[str, Path], window: np.ndarray, length: np.ndarray | None, repeats: int = 30) -> dict[str, float]:
@@ -132,9 +140,13 @@ def speech_model_spec(meta: dict, config: SpeechFeatureConfig, whisper: bool) ->
         preferred_batch_sizes=[8, 16, 32, 64],
         warmup_dims=warmup,
         trt_max_dims=trt_max,
-        preprocessing={"variant": meta["variant"], "features": config.to_dict(), "feature_stats": "feature_stats.json",
-                       "window_seconds": config.window_seconds,
-                       "window_hop_seconds": config.window_hop_frames * config.hop_length / config.sample_rate},
+        preprocessing={
+            "variant": meta["variant"],
+            "features": config.to_dict(),
+            "feature_stats": "feature_stats.json",
+            "window_seconds": config.window_seconds,
+            "window_hop_seconds": config.window_hop_frames * config.hop_length / config.sample_rate,
+        },
     )
 
 
@@ -163,12 +175,16 @@ def _export_designed(options: ExportOptions, meta: dict) -> dict:
 
     longer = np.concatenate([windows[:4], windows[4:8]], axis=1)
     description = ModelExport(
-        spec=speech_model_spec(meta, config, whisper=False), served=served,
-        example={"features": torch.from_numpy(windows[:2])}, dynamic_axes=_axes(False),
+        spec=speech_model_spec(meta, config, whisper=False),
+        served=served,
+        example={"features": torch.from_numpy(windows[:2])},
+        dynamic_axes=_axes(False),
         parity_batches=[_feeds(windows[i : i + n], None) for i, n in [(0, 1), (1, 8), (9, 32)]]
         + [_feeds(longer, None), _feeds(windows[:4, :120], None)],
-        variants=lambda fp32, work: {"onnx_fp32": fp32}, flavours={"python": "onnx_fp32", "onnxruntime": "onnx_fp32"},
-        evaluate=evaluate, files={"feature_stats.json": run_dir / "feature_stats.json"},
+        variants=lambda fp32, work: {"onnx_fp32": fp32},
+        flavours={"python": "onnx_fp32", "onnxruntime": "onnx_fp32"},
+        evaluate=evaluate,
+        files={"feature_stats.json": run_dir / "feature_stats.json"},
     )
     exported = run_export(description, options)
     train_report = json.loads((run_dir / "report.json").read_text())
@@ -184,10 +200,13 @@ def _export_designed(options: ExportOptions, meta: dict) -> dict:
     reports = options.repository / "reports" / MODEL_NAME
     write_report(reports / "variants" / meta["variant"], f"speech_emotion {meta['variant']} on held-out actors", report, labels, "test_onnx_fp32")
     report["variants_side_by_side"] = _side_by_side(reports / "variants")
-    write_model_report(options.repository, MODEL_NAME, f"speech_emotion on held-out actors (served: {meta['variant']}, onnx_fp32)", report,
-                       labels, "test_onnx_fp32")
-    print(f"parity {exported.parity:.2e}; held-out actors: accuracy {exported.metrics['onnx_fp32']['accuracy']:.4f}; "
-          f"repository written to {options.repository}")
+    write_model_report(
+        options.repository, MODEL_NAME, f"speech_emotion on held-out actors (served: {meta['variant']}, onnx_fp32)", report, labels, "test_onnx_fp32"
+    )
+    print(
+        f"parity {exported.parity:.2e}; held-out actors: accuracy {exported.metrics['onnx_fp32']['accuracy']:.4f}; "
+        f"repository written to {options.repository}"
+    )
     return report
 
 
@@ -235,17 +254,23 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
     windows, lengths = data.windows, data.lengths
     longer = np.concatenate([windows[:4], windows[4:8]], axis=1)
     description = ModelExport(
-        spec=speech_model_spec(meta, config, whisper=True), served=served,
-        example={"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])}, dynamic_axes=_axes(True),
+        spec=speech_model_spec(meta, config, whisper=True),
+        served=served,
+        example={"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])},
+        dynamic_axes=_axes(True),
         parity_batches=[_feeds(windows[i : i + n], lengths[i : i + n]) for i, n in [(0, 1), (1, 8), (9, 32)]]
         + [_feeds(longer, np.full((len(longer), 1), longer.shape[1], np.int64)), _feeds(windows[:4, :120], np.minimum(lengths[:4], 120))],
-        variants=variants, flavours={"python": SERVED_INT8, "onnxruntime": FP16}, evaluate=evaluate, calibrate=calibrate,
+        variants=variants,
+        flavours={"python": SERVED_INT8, "onnxruntime": FP16},
+        evaluate=evaluate,
+        calibrate=calibrate,
         files={"feature_stats.json": run_dir / "feature_stats.json"},
     )
     exported = run_export(description, options)
     before = _served_before(run_dir / "onnx" / "before", windows[:2], lengths[:2])
-    latency = _latency_ms({"onnx_fp32": exported.files["onnx_fp32"], SERVED_INT8: exported.files[SERVED_INT8], BEFORE: before},
-                          windows[:1], lengths[:1])
+    latency = _latency_ms(
+        {"onnx_fp32": exported.files["onnx_fp32"], SERVED_INT8: exported.files[SERVED_INT8], BEFORE: before}, windows[:1], lengths[:1]
+    )
     latency["int8 ratio to the model served before"] = round(latency[SERVED_INT8] / latency[BEFORE], 2)
     served_probs = _window_probs(exported.files[SERVED_INT8], *data.of(np.arange(min(len(clips), 64)))[:2])
     fp32_probs = _window_probs(exported.files["onnx_fp32"], *data.of(np.arange(min(len(clips), 64)))[:2])
@@ -257,9 +282,11 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
         **exported.report(),
         "served_file": SERVED_INT8,
         "latency_ms_per_3s_window_ort_cpu_2_threads": latency,
-        "served_int8_vs_fp32_windows": {"windows": int(len(served_probs)),
-                                        "argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
-                                        "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4)},
+        "served_int8_vs_fp32_windows": {
+            "windows": int(len(served_probs)),
+            "argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
+            "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4),
+        },
         "cv_out_of_fold_pytorch_fp32": train_report["cv_out_of_fold_pytorch_fp32"],
         "cv_out_of_fold_onnx_fp32": exported.metrics["onnx_fp32"],
         f"cv_out_of_fold_{SERVED_INT8}": exported.metrics[SERVED_INT8],
@@ -268,10 +295,18 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
     report = {"notes": whisper_notes(report), **report}
     matrix_key = f"cv_out_of_fold_{SERVED_INT8}"
     write_report(reports / "variants" / meta["variant"], f"speech_emotion {meta['variant']}, actor cross-validation", report, labels, matrix_key)
-    write_model_report(options.repository, MODEL_NAME, f"speech_emotion, {len(folds)}-fold actor cross-validation (served: {meta['variant']}, "
-                       f"{SERVED_INT8})", report, labels, matrix_key)
-    print(f"parity {exported.parity:.2e}; out-of-fold as served: accuracy {exported.metrics[SERVED_INT8]['accuracy']:.4f}; "
-          f"temperature {exported.calibration['temperature']}; latency {latency}; repository written to {options.repository}")
+    write_model_report(
+        options.repository,
+        MODEL_NAME,
+        f"speech_emotion, {len(folds)}-fold actor cross-validation (served: {meta['variant']}, {SERVED_INT8})",
+        report,
+        labels,
+        matrix_key,
+    )
+    print(
+        f"parity {exported.parity:.2e}; out-of-fold as served: accuracy {exported.metrics[SERVED_INT8]['accuracy']:.4f}; "
+        f"temperature {exported.calibration['temperature']}; latency {latency}; repository written to {options.repository}"
+    )
     return report
 
 
@@ -284,10 +319,14 @@ def _out_of_fold(run_dir: Path, folds: list[list[Clip]], fold_of: np.ndarray, da
         rows = np.flatnonzero(fold_of == k)
         windows, lengths, owner = data.of(rows)
         example = {"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])}
-        fp32 = export_onnx(_Probabilities(fold_model).eval(), example, ["probabilities"], _axes(True),
-                           run_dir / "onnx" / "folds" / f"fold{k}_fp32.onnx")
-        for name, path in (("onnx_fp32", fp32), (SERVED_INT8, quantize_matmuls_int8(fp32, fp32.with_name(f"fold{k}_int8.onnx"))),
-                           (FP16, to_fp16(fp32, fp32.with_name(f"fold{k}_fp16.onnx")))):
+        fp32 = export_onnx(
+            _Probabilities(fold_model).eval(), example, ["probabilities"], _axes(True), run_dir / "onnx" / "folds" / f"fold{k}_fp32.onnx"
+        )
+        for name, path in (
+            ("onnx_fp32", fp32),
+            (SERVED_INT8, quantize_matmuls_int8(fp32, fp32.with_name(f"fold{k}_int8.onnx"))),
+            (FP16, to_fp16(fp32, fp32.with_name(f"fold{k}_fp16.onnx"))),
+        ):
             found[name]["window_probs"].append(_window_probs(path, windows, lengths))
             found[name]["owner"].append(rows[owner])
     out = {}
@@ -300,25 +339,33 @@ def _out_of_fold(run_dir: Path, folds: list[list[Clip]], fold_of: np.ndarray, da
 def whisper_notes(report: dict) -> list[str]:
     """What the report says about the choice, from its own figures."""
     cv, served = report["cv_summary"]["accuracy"], report[f"cv_out_of_fold_{SERVED_INT8}"]
-    notes = [f"Held-out figures are {len(report['cv_per_fold'])}-fold actor cross-validation over actors 1-20 (folds of 2 men + 2 women): "
-             f"accuracy {cv['mean']:.4f} ± {cv['std']:.4f} across folds (PyTorch heads), {served['accuracy']:.4f} pooled over the "
-             f"out-of-fold clips with each fold's head exported and quantized like the served file (FP32 ONNX: "
-             f"{report['cv_out_of_fold_onnx_fp32']['accuracy']:.4f}). The served head itself is trained "
-             f"on all 20 actors for the {report['best_epoch']} epochs where the folds' mean accuracy peaked, so no actor is left to score it on."]
+    notes = [
+        f"Held-out figures are {len(report['cv_per_fold'])}-fold actor cross-validation over actors 1-20 (folds of 2 men + 2 women): "
+        f"accuracy {cv['mean']:.4f} ± {cv['std']:.4f} across folds (PyTorch heads), {served['accuracy']:.4f} pooled over the "
+        f"out-of-fold clips with each fold's head exported and quantized like the served file (FP32 ONNX: "
+        f"{report['cv_out_of_fold_onnx_fp32']['accuracy']:.4f}). The served head itself is trained "
+        f"on all 20 actors for the {report['best_epoch']} epochs where the folds' mean accuracy peaked, so no actor is left to score it on."
+    ]
     sweep = report.get("sweep")
     if sweep:
-        rows = "; ".join(f"{r['candidate']}: {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f} (epoch {r['best_epoch']})"
-                         for r in sweep["candidates"])
-        notes.append(f"Chosen by `{sweep['command']}` (same folds, fold mean ± std at each candidate's best epoch): {rows}. "
-                     "The best that fits the repository's size budget is served; its lead over the others is within the fold spread, "
-                     "and choosing the candidate and the epoch on the same folds makes its figure slightly optimistic.")
+        rows = "; ".join(
+            f"{r['candidate']}: {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f} (epoch {r['best_epoch']})" for r in sweep["candidates"]
+        )
+        notes.append(
+            f"Chosen by `{sweep['command']}` (same folds, fold mean ± std at each candidate's best epoch): {rows}. "
+            "The best that fits the repository's size budget is served; its lead over the others is within the fold spread, "
+            "and choosing the candidate and the epoch on the same folds makes its figure slightly optimistic."
+        )
     calibration = report.get("calibration")
     if calibration:
         halves = calibration["cross_fitted_halves"]
-        notes.append(f"Temperature {calibration['temperature']} fitted on the out-of-fold INT8 answers, applied per window before the clip's "
-                     f"mean as the gateway does: ECE (15 bins) {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f}; cross-fitted "
-                     "(fit on one half of the clips, scored on the other): "
-                     + ", ".join(f"{h['ece_before']:.4f} → {h['ece_after']:.4f} (T {h['temperature']})" for h in halves) + ".")
+        notes.append(
+            f"Temperature {calibration['temperature']} fitted on the out-of-fold INT8 answers, applied per window before the clip's "
+            f"mean as the gateway does: ECE (15 bins) {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f}; cross-fitted "
+            "(fit on one half of the clips, scored on the other): "
+            + ", ".join(f"{h['ece_before']:.4f} → {h['ece_after']:.4f} (T {h['temperature']})" for h in halves)
+            + "."
+        )
     return notes
 
 
@@ -327,8 +374,13 @@ def _served_before(work: Path, windows: np.ndarray, lengths: np.ndarray) -> Path
     do not change its speed)."""
     before = WhisperEmotionModel(7, 2, (2,))
     before.encoder.load_whisper()
-    fp32 = export_onnx(_Probabilities(before.eval()).eval(), {"features": torch.from_numpy(windows), "lengths": torch.from_numpy(lengths)},
-                       ["probabilities"], _axes(True), work / "model_fp32.onnx")
+    fp32 = export_onnx(
+        _Probabilities(before.eval()).eval(),
+        {"features": torch.from_numpy(windows), "lengths": torch.from_numpy(lengths)},
+        ["probabilities"],
+        _axes(True),
+        work / "model_fp32.onnx",
+    )
     return quantize_matmuls_int8(fp32, work / "model_int8.onnx")
 
 
@@ -338,8 +390,16 @@ def _side_by_side(variants_dir: Path) -> list[dict]:
     for path in sorted(variants_dir.glob("*/report.json")):
         data = json.loads(path.read_text())
         served = data.get(f"test_{data.get('served_file')}", {})
-        rows.append({"variant": path.parent.name, "served_file": data.get("served_file"), "accuracy": served.get("accuracy"),
-                     "macro_f1": served.get("macro_f1"), "size_mb": data.get("sizes_mb", {}).get(data.get("served_file")),
-                     "latency_ms": data.get("latency_ms_per_3s_window_ort_cpu_2_threads", {}).get(data.get("served_file")),
-                     "train_command": data.get("train_command"), "export_command": data.get("export_command")})
+        rows.append(
+            {
+                "variant": path.parent.name,
+                "served_file": data.get("served_file"),
+                "accuracy": served.get("accuracy"),
+                "macro_f1": served.get("macro_f1"),
+                "size_mb": data.get("sizes_mb", {}).get(data.get("served_file")),
+                "latency_ms": data.get("latency_ms_per_3s_window_ort_cpu_2_threads", {}).get(data.get("served_file")),
+                "train_command": data.get("train_command"),
+                "export_command": data.get("export_command"),
+            }
+        )
     return rows

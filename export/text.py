@@ -72,17 +72,21 @@ def text_notes(report: dict) -> list[str]:
     """What the report says about training, the served file and its calibration, from its own figures."""
     best = next(row for row in report["history"] if row["epoch"] == report["best_epoch"])
     served, fp32 = report[f"test_{SERVED}"], report["test_onnx_fp32"]
-    notes = [f"Early stopping on the validation split (10% of train.csv, stratified): the served checkpoint is epoch {best['epoch']} "
-             f"(val accuracy {best['val_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f}, loss {best['val_loss']:.4f}); "
-             f"test.csv is only reported: INT8 {served['accuracy']:.4f} against {fp32['accuracy']:.4f} for the FP32 graph "
-             f"(argmax agreement {report['int8_vs_fp32_on_test']['argmax_agreement']:.4f})."]
+    notes = [
+        f"Early stopping on the validation split (10% of train.csv, stratified): the served checkpoint is epoch {best['epoch']} "
+        f"(val accuracy {best['val_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f}, loss {best['val_loss']:.4f}); "
+        f"test.csv is only reported: INT8 {served['accuracy']:.4f} against {fp32['accuracy']:.4f} for the FP32 graph "
+        f"(argmax agreement {report['int8_vs_fp32_on_test']['argmax_agreement']:.4f})."
+    ]
     calibration = report.get("calibration")
     if calibration:
         test = calibration["test_as_served"]
-        notes.append(f"Temperature {calibration['temperature']} fitted on the validation split's INT8 answers: ECE (15 bins) "
-                     f"{calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} there; cross-fitted halves "
-                     + ", ".join(f"{h['ece_before']:.4f} → {h['ece_after']:.4f}" for h in calibration["cross_fitted_halves"])
-                     + f"; on test.csv {test['ece_before']:.4f} → {test['ece_after']:.4f}.")
+        notes.append(
+            f"Temperature {calibration['temperature']} fitted on the validation split's INT8 answers: ECE (15 bins) "
+            f"{calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} there; cross-fitted halves "
+            + ", ".join(f"{h['ece_before']:.4f} → {h['ece_after']:.4f}" for h in calibration["cross_fitted_halves"])
+            + f"; on test.csv {test['ece_before']:.4f} → {test['ece_after']:.4f}."
+        )
     return notes
 
 
@@ -106,8 +110,12 @@ def export(options: ExportOptions) -> dict:
         cfg = model.encoder.config
         optimized = optimize_transformer(fp32, work / "model_optimized.onnx", cfg.num_attention_heads, cfg.hidden_size)
         optimized_cpu = optimize_transformer(fp32, work / "model_optimized_cpu.onnx", cfg.num_attention_heads, cfg.hidden_size, skip_layer_norm=False)
-        return {"onnx_fp32": fp32, "onnx_optimized_fp32": optimized_cpu, SERVED: quantize_int8(optimized_cpu, work / "model_int8.onnx"),
-                "onnx_fp16 (GPU flavour)": to_fp16(optimized, work / "model_fp16.onnx")}
+        return {
+            "onnx_fp32": fp32,
+            "onnx_optimized_fp32": optimized_cpu,
+            SERVED: quantize_int8(optimized_cpu, work / "model_int8.onnx"),
+            "onnx_fp16 (GPU flavour)": to_fp16(optimized, work / "model_fp16.onnx"),
+        }
 
     def evaluate(name: str, path: Path) -> dict | None:
         if "fp16" in name:  # for GPUs; not scored on this CPU
@@ -146,14 +154,18 @@ def export(options: ExportOptions) -> dict:
         "train_command": train_report.get("command"),
         **exported.report(),
         "files": {"python flavour (CPU)": "model_int8.onnx", "onnxruntime flavour (GPU, TensorRT FP16)": "model_fp16.onnx"},
-        "int8_vs_fp32_on_test": {"argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
-                                 "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4)},
+        "int8_vs_fp32_on_test": {
+            "argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
+            "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4),
+        },
         "test_pytorch_fp32": train_report["test_pytorch_fp32"],
         **{f"test_{name}": metrics for name, metrics in exported.metrics.items()},
     }
     report = {"notes": text_notes(report), **report}
     write_model_report(options.repository, MODEL_NAME, "text_emotion (served: INT8 ONNX)", report, labels, f"test_{SERVED}")
     print(f"parity {exported.parity:.2e}; test accuracy: " + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in exported.metrics.items()))
-    print(f"served INT8 accuracy {exported.metrics[SERVED]['accuracy']:.4f}; temperature {exported.calibration['temperature']}; "
-          f"repository written to {options.repository}")
+    print(
+        f"served INT8 accuracy {exported.metrics[SERVED]['accuracy']:.4f}; temperature {exported.calibration['temperature']}; "
+        f"repository written to {options.repository}"
+    )
     return report

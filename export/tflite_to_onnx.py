@@ -17,8 +17,12 @@ import tflite
 from onnx import TensorProto, helper, numpy_helper
 
 _OPS = {v: k for k, v in tflite.BuiltinOperator.__dict__.items() if not k.startswith("_")}
-_NP_TYPES = {tflite.TensorType.FLOAT32: np.float32, tflite.TensorType.FLOAT16: np.float16, tflite.TensorType.INT32: np.int32,
-             tflite.TensorType.INT64: np.int64}
+_NP_TYPES = {
+    tflite.TensorType.FLOAT32: np.float32,
+    tflite.TensorType.FLOAT16: np.float16,
+    tflite.TensorType.INT32: np.int32,
+    tflite.TensorType.INT64: np.int64,
+}
 _TO_NCHW = [0, 3, 1, 2]
 _TO_NHWC = [0, 2, 3, 1]
 
@@ -109,8 +113,17 @@ def convert(path: Path, input_name: str = "image", output_names: dict[str, str] 
             if len(ins) > 2 and ins[2] >= 0:
                 inputs.append(const(f"b{k}", constants[ins[2]].astype(np.float32)))
             raw = f"conv{k}"
-            nodes.append(helper.make_node("Conv", inputs, [raw], kernel_shape=list(w.shape[2:]), strides=list(strides), group=group,
-                                          pads=conv_pads(ins[0], w.shape[2:], strides, o.Padding())))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    inputs,
+                    [raw],
+                    kernel_shape=list(w.shape[2:]),
+                    strides=list(strides),
+                    group=group,
+                    pads=conv_pads(ins[0], w.shape[2:], strides, o.Padding()),
+                )
+            )
             activation(raw, o.FusedActivationFunction(), name_of[out])
         elif kind == "ADD":
             o = _options(op, tflite.AddOptions)
@@ -122,14 +135,23 @@ def convert(path: Path, input_name: str = "image", output_names: dict[str, str] 
         elif kind == "PAD":
             pads = constants[ins[1]].astype(np.int64)  # [[n0, n1], [h0, h1], [w0, w1], [c0, c1]]
             nchw = pads[_TO_NCHW]
-            nodes.append(helper.make_node("Pad", [name_of[ins[0]], const(f"p{k}", np.concatenate([nchw[:, 0], nchw[:, 1]]))],
-                                          [name_of[out]], mode="constant"))
+            nodes.append(
+                helper.make_node("Pad", [name_of[ins[0]], const(f"p{k}", np.concatenate([nchw[:, 0], nchw[:, 1]]))], [name_of[out]], mode="constant")
+            )
         elif kind == "MAX_POOL_2D":
             o = _options(op, tflite.Pool2DOptions)
             kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
             raw = f"pool{k}"
-            nodes.append(helper.make_node("MaxPool", [name_of[ins[0]]], [raw], kernel_shape=list(kernel), strides=list(strides),
-                                          pads=conv_pads(ins[0], kernel, strides, o.Padding())))
+            nodes.append(
+                helper.make_node(
+                    "MaxPool",
+                    [name_of[ins[0]]],
+                    [raw],
+                    kernel_shape=list(kernel),
+                    strides=list(strides),
+                    pads=conv_pads(ins[0], kernel, strides, o.Padding()),
+                )
+            )
             activation(raw, o.FusedActivationFunction(), name_of[out])
         elif kind == "RESIZE_BILINEAR":
             o = _options(op, tflite.ResizeBilinearOptions)
@@ -137,8 +159,11 @@ def convert(path: Path, input_name: str = "image", output_names: dict[str, str] 
             _, h, w, _ = shapes[out]
             src = shapes[ins[0]]
             scales = np.array([1, 1, h / src[1], w / src[2]], dtype=np.float32)
-            nodes.append(helper.make_node("Resize", [name_of[ins[0]], "", const(f"s{k}", scales)], [name_of[out]], mode="linear",
-                                          coordinate_transformation_mode=mode))
+            nodes.append(
+                helper.make_node(
+                    "Resize", [name_of[ins[0]], "", const(f"s{k}", scales)], [name_of[out]], mode="linear", coordinate_transformation_mode=mode
+                )
+            )
         elif kind == "RESHAPE":
             source = name_of[ins[0]]
             if len(shapes[ins[0]]) == 4:
@@ -166,8 +191,9 @@ def convert(path: Path, input_name: str = "image", output_names: dict[str, str] 
         final = (output_names or {}).get(names[index], names[index])
         nodes.append(helper.make_node("Identity", [name_of[index]], [final]))
         outputs.append(helper.make_tensor_value_info(final, TensorProto.FLOAT, ["batch", *shapes[index][1:]]))
-    onnx_graph = helper.make_graph(nodes, Path(path).stem, [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", c, h, w])],
-                                   outputs, initializers)
+    onnx_graph = helper.make_graph(
+        nodes, Path(path).stem, [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", c, h, w])], outputs, initializers
+    )
     result = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="emotune.export.tflite_to_onnx")
     result.ir_version = 8
     onnx.checker.check_model(result)

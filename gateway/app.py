@@ -45,13 +45,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.recommender.close()
             await app.state.backend.close()
 
-    app = FastAPI(title="Emotune", version="0.1.0", lifespan=lifespan,
-                  description="Emotion detection from text, speech and faces, and music that fits.")
+    app = FastAPI(
+        title="Emotune", version="0.1.0", lifespan=lifespan, description="Emotion detection from text, speech and faces, and music that fits."
+    )
     # Outermost last: metrics and request ids (install_metrics) → CORS → keys, rate limits, admission → body caps → routes.
     app.add_middleware(BodyLimit, default=settings.request_body_limit, limits=settings.json_body_limits, timeout_s=settings.body_timeout_s)
     app.add_middleware(AccessControl, settings=settings)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER], expose_headers=[REQUEST_ID_HEADER, "Retry-After"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+    )
     install_error_handlers(app)
     install_metrics(app, settings)
     for module in (health, text, speech, face, recommend, page):

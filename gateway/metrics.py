@@ -37,18 +37,20 @@ ACCESS_LOGGER = "emotune.access"
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 _INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-HTTP_REQUESTS = Counter(
-    "emotune_http_requests", "HTTP requests answered, by route template and status code", ["method", "endpoint", "status"]
-)
+HTTP_REQUESTS = Counter("emotune_http_requests", "HTTP requests answered, by route template and status code", ["method", "endpoint", "status"])
 HTTP_LATENCY = Histogram(
-    "emotune_http_request_duration_seconds", "Time from request to the last response byte", ["endpoint", "modality"],
+    "emotune_http_request_duration_seconds",
+    "Time from request to the last response byte",
+    ["endpoint", "modality"],
     buckets=_HTTP_BUCKETS,
 )
 HTTP_IN_PROGRESS = Gauge("emotune_http_requests_in_progress", "Requests being handled now")
 ERRORS = Counter("emotune_errors", "Error responses by the error code of the body (internal = unhandled exception)", ["kind", "endpoint"])
 INFERENCE_LATENCY = Histogram(
-    "emotune_inference_duration_seconds", "Successful inference calls (Triton gRPC round trip, or local ONNX Runtime)",
-    ["model", "backend"], buckets=_INFERENCE_BUCKETS,
+    "emotune_inference_duration_seconds",
+    "Successful inference calls (Triton gRPC round trip, or local ONNX Runtime)",
+    ["model", "backend"],
+    buckets=_INFERENCE_BUCKETS,
 )
 INFERENCE_FAILURES = Counter("emotune_inference_failures", "Inference calls that raised, by kind", ["model", "backend", "kind"])
 
@@ -192,9 +194,17 @@ class RequestObservabilityMiddleware:
             ctx.error_kind = ctx.error_kind or "internal"
             if not started:
                 body = orjson.dumps({"error": "internal", "message": "internal server error", "request_id": ctx.request_id})
-                await send({"type": "http.response.start", "status": 500, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (REQUEST_ID_HEADER.lower().encode(), ctx.request_id.encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (REQUEST_ID_HEADER.lower().encode(), ctx.request_id.encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
             raise
         finally:
@@ -213,8 +223,12 @@ class RequestObservabilityMiddleware:
     def _log_access(self, scope: Scope, status: int, duration: float, endpoint: str, ctx: RequestContext) -> None:
         client = scope.get("client")
         fields = {
-            "method": scope.get("method"), "path": scope.get("path"), "endpoint": endpoint, "status": status,
-            "duration_ms": round(duration * 1000, 2), "modality": ctx.modality,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "endpoint": endpoint,
+            "status": status,
+            "duration_ms": round(duration * 1000, 2),
+            "modality": ctx.modality,
             "client": client[0] if client else None,
         }
         if ctx.error_kind:

@@ -70,8 +70,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: bytes, body: bytes) -> None:
         self._cancel_header_timer()
         if not self.transport.is_closing():
-            self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                                 b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
             self.transport.close()
 
 

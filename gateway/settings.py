@@ -27,8 +27,11 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_timeout_s: float = Field(5.0, description="Deadline of one inference call; past it the gateway answers 503")
-    text_coalesce: bool = Field(False, description="Concurrent /text_emotion requests share inference calls (gateway/services/text_batcher.py); "
-                                "off: measured slower at concurrency 32 with Triton's 2 × 1-thread instances (bench.gateway_ab)")
+    text_coalesce: bool = Field(
+        False,
+        description="Concurrent /text_emotion requests share inference calls (gateway/services/text_batcher.py); "
+        "off: measured slower at concurrency 32 with Triton's 2 × 1-thread instances (bench.gateway_ab)",
+    )
     text_coalesce_in_flight: int = Field(2, ge=1, description="Text calls in flight at once; requests arriving meanwhile join the next call")
     text_coalesce_max_tokens: int | None = Field(None, description="Real tokens per coalesced call at most; default: max batch × max length")
     triton_ready_timeout_s: float = Field(300.0, description="How long `emotune triton` waits for every model to be READY")
@@ -38,12 +41,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    cors_origins: list[str] = Field([], description="Origins whose pages may call the API from a browser (JSON list); empty = same "
-                                                    "origin only (the gateway's own page). Never '*' with API keys on")
+    cors_origins: list[str] = Field(
+        [],
+        description="Origins whose pages may call the API from a browser (JSON list); empty = same "
+        "origin only (the gateway's own page). Never '*' with API keys on",
+    )
 
     # Admission, slow clients, shutdown (TEI-style: refuse fast rather than queue without bound).
-    max_concurrent_requests: int = Field(256, ge=1, description="Requests in flight at most; beyond it 429 overloaded with Retry-After "
-                                                                "(health, readiness and metrics are never refused)")
+    max_concurrent_requests: int = Field(
+        256,
+        ge=1,
+        description="Requests in flight at most; beyond it 429 overloaded with Retry-After (health, readiness and metrics are never refused)",
+    )
     max_connections: int = Field(1024, ge=1, description="Open connections at most (uvicorn's limit_concurrency; beyond it 503)")
     header_timeout_s: float = Field(10.0, gt=0, description="A request line and headers must arrive within this; else the connection closes")
     max_header_bytes: int = Field(64 * 1024, description="Request line and headers at most; beyond it 431")
@@ -52,22 +61,32 @@ class Settings(BaseSettings):
     graceful_shutdown_s: int = Field(20, description="On SIGTERM: stop accepting, give in-flight requests this long, then stop")
 
     # Access: API keys and rate limits.
-    api_keys: list[str] = Field([], description="Bearer keys (JSON list); empty = open. When set, every route but /healthz, /readyz, "
-                                                "/metrics and the page's static files needs `Authorization: Bearer <key>`")
-    rate_limit: str | None = Field(None, description="Per key (or per client address when open), in the `limits` notation, "
-                                                     "e.g. '20/second;600/minute'; empty = none")
+    api_keys: list[str] = Field(
+        [],
+        description="Bearer keys (JSON list); empty = open. When set, every route but /healthz, /readyz, "
+        "/metrics and the page's static files needs `Authorization: Bearer <key>`",
+    )
+    rate_limit: str | None = Field(
+        None, description="Per key (or per client address when open), in the `limits` notation, e.g. '20/second;600/minute'; empty = none"
+    )
     rate_limit_storage: str = Field("memory://", description="memory:// (per process) or redis://host:port/db (shared by replicas)")
 
     # Request limits.
     max_text_chars: int = 5000
     max_batch_texts: int = 64
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_request_bytes: int | None = Field(None, description="Whole request body, counted as it streams in (Content-Length first), so an "
-                                          "oversized upload is refused before it is spooled; default: room for /recommend's two files "
-                                          "(2 × max_upload_bytes + 1 MiB)")
-    max_json_request_bytes: int | None = Field(None, description="Body cap of the JSON routes (/text_emotion, /music_recommendation), "
-                                               "checked before parsing; default: room for the largest valid batch "
-                                               "(max_batch_texts × max_text_chars × 6 bytes per escaped character + 64 KiB)")
+    max_request_bytes: int | None = Field(
+        None,
+        description="Whole request body, counted as it streams in (Content-Length first), so an "
+        "oversized upload is refused before it is spooled; default: room for /recommend's two files "
+        "(2 × max_upload_bytes + 1 MiB)",
+    )
+    max_json_request_bytes: int | None = Field(
+        None,
+        description="Body cap of the JSON routes (/text_emotion, /music_recommendation), "
+        "checked before parsing; default: room for the largest valid batch "
+        "(max_batch_texts × max_text_chars × 6 bytes per escaped character + 64 KiB)",
+    )
     max_audio_seconds: float = 60.0
     max_image_pixels: int = 40_000_000
     max_faces: int = Field(16, description="Faces classified per image at most (largest first)")
@@ -83,8 +102,9 @@ class Settings(BaseSettings):
     )
     recommendation_cache_size: int = Field(1024, description="Rankings kept in memory (they are deterministic per request)")
     recommendation_mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = nearest only, lower = more varied lists")
-    fusion_weights: dict[str, float] = Field({"text": 1.0, "speech": 1.0, "face": 1.0},
-                                             description="Prior weight of each modality in POST /recommend's late fusion")
+    fusion_weights: dict[str, float] = Field(
+        {"text": 1.0, "speech": 1.0, "face": 1.0}, description="Prior weight of each modality in POST /recommend's late fusion"
+    )
 
     # Spotify (spotipy reads SPOTIPY_* itself; these let tests and deployments redirect it).
     spotify_client_id: str | None = Field(None, validation_alias="SPOTIPY_CLIENT_ID")

@@ -76,8 +76,9 @@ def stop_gateway(process: subprocess.Popen) -> None:
 def gateway_url(triton: TritonServer, tmp_path_factory) -> str:
     """The gateway process, pointed at the session's tritonserver over gRPC."""
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
-                                  "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY)}, log)
+    process, url = start_gateway(
+        {"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port), "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY)}, log
+    )
     yield url
     stop_gateway(process)
 

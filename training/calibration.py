@@ -36,8 +36,7 @@ def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature(scaler: Scaler, labels: np.ndarray) -> float:
     """The T that minimises the negative log-likelihood of the calibrated answers (searched over log T in [1/20, 20])."""
-    result = minimize_scalar(lambda log_t: nll(scaler(float(np.exp(log_t))), labels), bounds=(-3.0, 3.0), method="bounded",
-                             options={"xatol": 1e-4})
+    result = minimize_scalar(lambda log_t: nll(scaler(float(np.exp(log_t))), labels), bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4})
     return round(float(np.exp(result.x)), 4)
 
 
@@ -74,20 +73,39 @@ def calibration_summary(scaler_of: Callable[[np.ndarray], Scaler], labels: np.nd
     for fit_rows, score_rows in (halves(labels), halves(labels)[::-1]):
         t_half = fit_temperature(scaler_of(fit_rows), labels[fit_rows])
         score = scaler_of(score_rows)
-        cross.append({"temperature": t_half, "ece_before": expected_calibration_error(score(1.0), labels[score_rows]),
-                      "ece_after": expected_calibration_error(score(t_half), labels[score_rows]), "rows": int(len(score_rows))})
-    return {"data": data, "rows": int(len(labels)), "temperature": t, "bins": 15,
-            "ece_before": expected_calibration_error(before, labels), "ece_after": expected_calibration_error(after, labels),
-            "nll_before": round(nll(before, labels), 4), "nll_after": round(nll(after, labels), 4),
-            "cross_fitted_halves": cross}
+        cross.append(
+            {
+                "temperature": t_half,
+                "ece_before": expected_calibration_error(score(1.0), labels[score_rows]),
+                "ece_after": expected_calibration_error(score(t_half), labels[score_rows]),
+                "rows": int(len(score_rows)),
+            }
+        )
+    return {
+        "data": data,
+        "rows": int(len(labels)),
+        "temperature": t,
+        "bins": 15,
+        "ece_before": expected_calibration_error(before, labels),
+        "ece_after": expected_calibration_error(after, labels),
+        "nll_before": round(nll(before, labels), 4),
+        "nll_after": round(nll(after, labels), 4),
+        "cross_fitted_halves": cross,
+    }
 
 
 def evaluate_temperature(probabilities: np.ndarray, labels: np.ndarray, t: float, data: str) -> dict:
     """ECE and NLL of already-served answers at a shipped T, on other data (e.g. a test split, only reported)."""
     after = calibrate(probabilities, t)
-    return {"data": data, "rows": int(len(labels)), "temperature": t, "ece_before": expected_calibration_error(probabilities, labels),
-            "ece_after": expected_calibration_error(after, labels), "nll_before": round(nll(probabilities, labels), 4),
-            "nll_after": round(nll(after, labels), 4)}
+    return {
+        "data": data,
+        "rows": int(len(labels)),
+        "temperature": t,
+        "ece_before": expected_calibration_error(probabilities, labels),
+        "ece_after": expected_calibration_error(after, labels),
+        "nll_before": round(nll(probabilities, labels), 4),
+        "nll_after": round(nll(after, labels), 4),
+    }
 
 
 def reliability_diagram(before: np.ndarray, after: np.ndarray, labels: np.ndarray, t: float, title: str, path: Path, bins: int = 15) -> Path:

@@ -73,8 +73,18 @@ class FaceTrainConfig:
     seed: int = DEFAULT_SEED
     threads: int | None = 2
     channels_last: bool = True
-    augment: dict = field(default_factory=lambda: {"flip": 0.5, "rotate_deg": 12.0, "scale": 0.1, "shift": 0.1,
-                                                   "brightness": 0.25, "contrast": 0.25, "erase_p": 0.5, "erase_area": (0.02, 0.15)})
+    augment: dict = field(
+        default_factory=lambda: {
+            "flip": 0.5,
+            "rotate_deg": 12.0,
+            "scale": 0.1,
+            "shift": 0.1,
+            "brightness": 0.25,
+            "contrast": 0.25,
+            "erase_p": 0.5,
+            "erase_area": (0.02, 0.15),
+        }
+    )
 
 
 DEFAULTS = {  # per variant: what fits the 2-core CPU budget (override with --epochs / --lr)
@@ -151,8 +161,9 @@ def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
     return x
 
 
-def _batches(images: np.ndarray, targets: np.ndarray, order: np.ndarray, batch_size: int, aug: dict | None,
-             gen: torch.Generator | None, channels_last: bool):
+def _batches(
+    images: np.ndarray, targets: np.ndarray, order: np.ndarray, batch_size: int, aug: dict | None, gen: torch.Generator | None, channels_last: bool
+):
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         x = torch.from_numpy(normalize(images[idx]))
@@ -260,8 +271,10 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
             if parent["variant"] != cfg.variant:
                 raise SystemExit(f"--init-from {cfg.init_from} is not a {cfg.variant} run")
             if (parent["seed"], parent["limit"]) != (cfg.seed, cfg.limit):  # the same split keeps the parent's training images out of the holdout
-                raise SystemExit(f"--init-from {cfg.init_from} needs its split: --seed {parent['seed']}"
-                                 + (f" --limit {parent['limit']}" if parent["limit"] else ""))
+                raise SystemExit(
+                    f"--init-from {cfg.init_from} needs its split: --seed {parent['seed']}"
+                    + (f" --limit {parent['limit']}" if parent["limit"] else "")
+                )
             model = load_run(cfg.out_dir / cfg.init_from)
         rows = subset(len(train.labels), cfg.limit, train.labels, cfg.seed)
         tr_local, ho_local = stratified_split(train.labels[rows], cfg.holdout, cfg.seed)
@@ -281,7 +294,8 @@ def run_variant(cfg: FaceTrainConfig) -> dict:
         steps = cfg.epochs * steps_per_epoch
         warm = max(1, int(0.15 * steps))  # linear warm-up, then cosine decay to zero
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm)))))
+            optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm))))
+        )
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         result = fit(
@@ -355,9 +369,14 @@ def selection_check(candidates: list[dict], correct: np.ndarray, splits: int = 2
         served_scores.append(correct[choose_served(rescored)["index"], ~half].mean())
         single_scores.append(correct[max(singles, key=lambda i: on_half[i]), ~half].mean())
     served, single = float(np.mean(served_scores)), float(np.mean(single_scores))
-    return {"splits": splits, "candidates": len(candidates), "served_on_other_half": round(served, 4), "best_single_on_other_half": round(single, 4),
-            "gain_points": round(100 * (served - single), 2),
-            "method": "choose on a random half of val-dedup by the served rule, score on the other half; mean over the splits"}
+    return {
+        "splits": splits,
+        "candidates": len(candidates),
+        "served_on_other_half": round(served, 4),
+        "best_single_on_other_half": round(single, 4),
+        "gain_points": round(100 * (served - single), 2),
+        "method": "choose on a random half of val-dedup by the served rule, score on the other half; mean over the splits",
+    }
 
 
 def compare(out_dir: Path, data_dir: Path) -> dict:
@@ -374,8 +393,11 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
         raise FileNotFoundError(f"no face runs under {out_dir}: train a variant first")
     # Runs are compared on the same val rows: those scored on the most rows (all of val, unless every run is a smoke run).
     idx = max(found.values(), key=len)
-    runs = {v: {"plain": np.load(out_dir / v / "val_probs.npy"), "tta": np.load(out_dir / v / "val_probs_tta.npy")}
-            for v, i in found.items() if np.array_equal(i, idx)}
+    runs = {
+        v: {"plain": np.load(out_dir / v / "val_probs.npy"), "tta": np.load(out_dir / v / "val_probs_tta.npy")}
+        for v, i in found.items()
+        if np.array_equal(i, idx)
+    }
     val.labels, duplicate = val.labels[idx], duplicate[idx]
     candidates = []
     names = list(runs)
@@ -395,22 +417,35 @@ def compare(out_dir: Path, data_dir: Path) -> dict:
             metrics = classification_metrics(val.labels[keep], probs[keep].argmax(1), LABELS)
             as_is = classification_metrics(val.labels, probs.argmax(1), LABELS)
             size_mb = sum(params[m] for m in members) * 4 / 1e6  # FP16-stored weights in both flavours (export.quantize)
-            candidates.append({"members": members, "tta": tta, "val_dedup_accuracy": metrics["accuracy"], "val_dedup_macro_f1": metrics["macro_f1"],
-                               "val_as_is_accuracy": as_is["accuracy"], "val_as_is_macro_f1": as_is["macro_f1"],
-                               "repository_mb": round(size_mb, 1), "fits_size_budget": size_mb < budget_mb})
+            candidates.append(
+                {
+                    "members": members,
+                    "tta": tta,
+                    "val_dedup_accuracy": metrics["accuracy"],
+                    "val_dedup_macro_f1": metrics["macro_f1"],
+                    "val_as_is_accuracy": as_is["accuracy"],
+                    "val_as_is_macro_f1": as_is["macro_f1"],
+                    "repository_mb": round(size_mb, 1),
+                    "fits_size_budget": size_mb < budget_mb,
+                }
+            )
     check = selection_check(candidates, np.array(correct))
     candidates.sort(key=lambda c: (c["val_dedup_accuracy"], c["val_dedup_macro_f1"], -len(c["members"])), reverse=True)
     served = choose_served(candidates)
     if len(served["members"]) > 1 and check["gain_points"] < MIN_GAIN * 100:  # an average must earn its size out of sample too
         served = choose_served([c for c in candidates if len(c["members"]) == 1])
-    comparison = {"command": record_command(),
-                  "selection": f"the smallest configuration within {MIN_GAIN * 100:.1f} points of the best accuracy on fer2013/val "
-                               "without the images that duplicate a training image, "
-                               f"among configurations whose two repository flavours fit in {budget_mb} MB (the {REPOSITORY_BUDGET_MB} MB of "
-                               "all committed model files, less the other models'); an average of runs only when its gain over the best "
-                               f"single run survives choosing on one half of val-dedup and scoring on the other ({MIN_GAIN * 100:.1f} points)",
-                  "served": served, "selection_check": check, "candidates": candidates,
-                  "reports": {v: str(out_dir / v / "report.json") for v in runs}}
+    comparison = {
+        "command": record_command(),
+        "selection": f"the smallest configuration within {MIN_GAIN * 100:.1f} points of the best accuracy on fer2013/val "
+        "without the images that duplicate a training image, "
+        f"among configurations whose two repository flavours fit in {budget_mb} MB (the {REPOSITORY_BUDGET_MB} MB of "
+        "all committed model files, less the other models'); an average of runs only when its gain over the best "
+        f"single run survives choosing on one half of val-dedup and scoring on the other ({MIN_GAIN * 100:.1f} points)",
+        "served": served,
+        "selection_check": check,
+        "candidates": candidates,
+        "reports": {v: str(out_dir / v / "report.json") for v in runs},
+    }
     (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
     return comparison
 
@@ -433,18 +468,23 @@ def main(args: argparse.Namespace) -> None:
     if variant == "compare":
         result = compare(out_dir, data_dir)
         for c in result["candidates"][:8]:
-            print(f"{'+'.join(c['members']):45s} tta={c['tta']!s:5s} val-dedup acc {c['val_dedup_accuracy']:.4f} F1 {c['val_dedup_macro_f1']:.4f}"
-                  f"  (as is {c['val_as_is_accuracy']:.4f})  {c['repository_mb']:.1f} MB{'' if c['fits_size_budget'] else ' (too large)'}")
+            print(
+                f"{'+'.join(c['members']):45s} tta={c['tta']!s:5s} val-dedup acc {c['val_dedup_accuracy']:.4f} F1 {c['val_dedup_macro_f1']:.4f}"
+                f"  (as is {c['val_as_is_accuracy']:.4f})  {c['repository_mb']:.1f} MB{'' if c['fits_size_budget'] else ' (too large)'}"
+            )
         check = result["selection_check"]
-        print(f"chosen on one half of val-dedup, scored on the other ({check['splits']} splits): served rule {check['served_on_other_half']:.4f}, "
-              f"best single run {check['best_single_on_other_half']:.4f} ({check['gain_points']:+.2f} points)")
+        print(
+            f"chosen on one half of val-dedup, scored on the other ({check['splits']} splits): served rule {check['served_on_other_half']:.4f}, "
+            f"best single run {check['best_single_on_other_half']:.4f} ({check['gain_points']:+.2f} points)"
+        )
         print(f"served: {result['served']['members']} tta={result['served']['tta']}  → runs written to {out_dir / 'comparison.json'}")
         return
     if args.resolution and variant != "mobilenetv2":
         raise SystemExit("--resolution applies to --variant mobilenetv2 only")
     base = FaceTrainConfig(variant=variant, **DEFAULTS.get(variant, {}))
-    cfg = config_from_args(base, argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("variant", "teacher")}),
-                           {"test_limit": "val_limit"})
+    cfg = config_from_args(
+        base, argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("variant", "teacher")}), {"test_limit": "val_limit"}
+    )
     if args.teacher:
         cfg = replace(cfg, teacher=tuple(args.teacher.split(",")))
     report = run_variant(cfg)

@@ -27,8 +27,16 @@ class DesignedHead(nn.Sequential):
     """dropout 0.5 → dense 512 ReLU → BatchNorm → dropout 0.3 → dense 256 ReLU → n classes (logits)."""
 
     def __init__(self, features: int, n_classes: int = len(LABELS)):
-        super().__init__(nn.Dropout(0.5), nn.Linear(features, 512), nn.ReLU(inplace=True), nn.BatchNorm1d(512), nn.Dropout(0.3),
-                         nn.Linear(512, 256), nn.ReLU(inplace=True), nn.Linear(256, n_classes))
+        super().__init__(
+            nn.Dropout(0.5),
+            nn.Linear(features, 512),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm1d(512),
+            nn.Dropout(0.3),
+            nn.Linear(512, 256),
+            nn.ReLU(inplace=True),
+            nn.Linear(256, n_classes),
+        )
 
 
 # ---------------------------------------------------------------- ResNet for 48×48, from scratch
@@ -39,8 +47,9 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
-                         else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.shortcut = (
+            nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -75,8 +84,9 @@ class FaceResNet(nn.Module):
 
 # ---------------------------------------------------------------- MobileNetV2 (torchvision layout), ImageNet weights
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU6(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True)
+    )
 
 
 class InvertedResidual(nn.Module):
@@ -169,8 +179,9 @@ class _XceptionModule(nn.Module):
     def __init__(self, cin: int, cout: int, size_in: int):
         super().__init__()
         self.residual = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), _keras_bn(cout))
-        self.main = nn.Sequential(_SeparableConv(cin, cout), _keras_bn(cout), nn.ReLU(inplace=True), _SeparableConv(cout, cout), _keras_bn(cout),
-                                  _TFMaxPool(size_in))
+        self.main = nn.Sequential(
+            _SeparableConv(cin, cout), _keras_bn(cout), nn.ReLU(inplace=True), _SeparableConv(cout, cout), _keras_bn(cout), _TFMaxPool(size_in)
+        )
 
     def forward(self, x):
         return self.main(x) + self.residual(x)
@@ -183,8 +194,9 @@ class MiniXception(nn.Module):
 
     def __init__(self, n_classes: int = len(LABELS)):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), _keras_bn(8), nn.ReLU(inplace=True),
-                                  nn.Conv2d(8, 8, 3, bias=False), _keras_bn(8), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 8, 3, bias=False), _keras_bn(8), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3, bias=False), _keras_bn(8), nn.ReLU(inplace=True)
+        )
         size, cin, modules = self.INPUT - 4, 8, []
         for cout in (16, 32, 64, 128):
             modules.append(_XceptionModule(cin, cout, size))
@@ -238,12 +250,21 @@ def load_fer_mini_xception(path: Path | None = None) -> MiniXception:
 
 def _mini_xception_layers(model: MiniXception) -> list[tuple[str, nn.Module]]:
     """Keras layer name → PyTorch module (the names as the fer HDF5's config numbers them)."""
-    pairs = [("conv2d_1", model.stem[0]), ("batch_normalization_1", model.stem[1]),
-             ("conv2d_2", model.stem[3]), ("batch_normalization_2", model.stem[4])]
+    pairs = [
+        ("conv2d_1", model.stem[0]),
+        ("batch_normalization_1", model.stem[1]),
+        ("conv2d_2", model.stem[3]),
+        ("batch_normalization_2", model.stem[4]),
+    ]
     for k, module in enumerate(model.modules_):
-        pairs += [(f"separable_conv2d_{2 * k + 1}", module.main[0]), (f"batch_normalization_{4 + 3 * k}", module.main[1]),
-                  (f"separable_conv2d_{2 * k + 2}", module.main[3]), (f"batch_normalization_{5 + 3 * k}", module.main[4]),
-                  (f"conv2d_{3 + k}", module.residual[0]), (f"batch_normalization_{3 + 3 * k}", module.residual[1])]
+        pairs += [
+            (f"separable_conv2d_{2 * k + 1}", module.main[0]),
+            (f"batch_normalization_{4 + 3 * k}", module.main[1]),
+            (f"separable_conv2d_{2 * k + 2}", module.main[3]),
+            (f"batch_normalization_{5 + 3 * k}", module.main[4]),
+            (f"conv2d_{3 + k}", module.residual[0]),
+            (f"batch_normalization_{3 + 3 * k}", module.residual[1]),
+        ]
     pairs.append(("conv2d_7", model.classifier))
     return pairs
 

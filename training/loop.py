@@ -105,8 +105,12 @@ def fit(
         val_f1 = float(f1_score(labels, preds, average="macro"))
         val_acc = float((preds == labels).mean())
         val_loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
-        row.update(val_loss=round(val_loss, 4), val_accuracy=round(val_acc, 4), val_macro_f1=round(val_f1, 4),
-                   seconds=round(time.perf_counter() - started, 1))
+        row.update(
+            val_loss=round(val_loss, 4),
+            val_accuracy=round(val_acc, 4),
+            val_macro_f1=round(val_f1, 4),
+            seconds=round(time.perf_counter() - started, 1),
+        )
         result.history.append(row)
         if on_epoch is not None:
             torch.save(model.state_dict(), checkpoint.with_name("last.pt"))

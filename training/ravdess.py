@@ -137,8 +137,7 @@ def _extract_job(job: tuple[str, dict, int, int]) -> np.ndarray:
     return clip_features(Path(path), SpeechFeatureConfig.from_dict(config), variant, seed)
 
 
-def cached_features(clips: list[Clip], variant: int, config: SpeechFeatureConfig, cache_dir: Path, seed: int,
-                    workers: int = 1) -> list[np.ndarray]:
+def cached_features(clips: list[Clip], variant: int, config: SpeechFeatureConfig, cache_dir: Path, seed: int, workers: int = 1) -> list[np.ndarray]:
     """Features of ``clips`` for one variant, computed once per file and kept in ``cache_dir`` as ``.npy``
     (before the per-clip normalization, which is applied on loading: it does not need a cache of its own)."""
     final, config = config, replace(config, utterance_norm="none")
@@ -159,7 +158,6 @@ def cached_features(clips: list[Clip], variant: int, config: SpeechFeatureConfig
             np.save(paths[i], feats)
         print(f"features: {len(jobs)} clips (variant {variant}) in {time.perf_counter() - started:.1f} s", flush=True)
     return [utterance_normalize(np.load(p), final) for p in paths]
-
 
 
 def clip_probabilities(window_probs: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:

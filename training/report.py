@@ -63,8 +63,16 @@ def write_report(out_dir: Path, title: str, report: dict, labels: list[str], mat
     lines = [f"# {title}", ""]
     for key, value in report.items():
         if isinstance(value, dict) and "accuracy" in value and "n" in value:
-            lines += [f"## {key}", "", f"- rows: {value['n']}", f"- accuracy: **{value['accuracy']:.4f}**",
-                      f"- macro-F1: **{value['macro_f1']:.4f}**", "", "| class | F1 |", "|---|---|"]
+            lines += [
+                f"## {key}",
+                "",
+                f"- rows: {value['n']}",
+                f"- accuracy: **{value['accuracy']:.4f}**",
+                f"- macro-F1: **{value['macro_f1']:.4f}**",
+                "",
+                "| class | F1 |",
+                "|---|---|",
+            ]
             lines += [f"| {k} | {v:.4f} |" for k, v in value["per_class_f1"].items()]
             lines.append("")
         elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):

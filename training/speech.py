@@ -77,8 +77,14 @@ class SpeechEmotionModel(nn.Module):
     def __init__(self, n_features: int, n_labels: int):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv1d(n_features, 64, kernel_size=3, padding=1), nn.BatchNorm1d(64), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(64, 128, kernel_size=3, padding=1), nn.BatchNorm1d(128), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(n_features, 64, kernel_size=3, padding=1),
+            nn.BatchNorm1d(64),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(64, 128, kernel_size=3, padding=1),
+            nn.BatchNorm1d(128),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
         )
         self.lstm1 = nn.LSTM(128, 128, batch_first=True)
         self.drop1 = nn.Dropout(0.3)
@@ -162,14 +168,23 @@ def window_batches(windows: np.ndarray, labels: np.ndarray, batch_size: int = 64
 # ------------------------------------------------------------------------------------------------ training
 
 
-
 def write_train_config(cfg: SpeechTrainConfig, fc: SpeechFeatureConfig, train: list[Clip], test: list[Clip]) -> str:
     """``train_config.json`` (labels, features and test files: what export reads) → the report's line on the split."""
-    meta = {"labels": cfg.labels, "variant": cfg.variant, "features": fc.to_dict(), "seed": cfg.seed,
-            "val_actors": list(cfg.val_actors), "test_actors": list(cfg.test_actors), "test_files": [c.path.name for c in test]}
+    meta = {
+        "labels": cfg.labels,
+        "variant": cfg.variant,
+        "features": fc.to_dict(),
+        "seed": cfg.seed,
+        "val_actors": list(cfg.val_actors),
+        "test_actors": list(cfg.test_actors),
+        "test_files": [c.path.name for c in test],
+    }
     (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return (f"speaker-independent: train actors {sorted({c.actor for c in train})}, validation actors "
-            f"{list(cfg.val_actors)} (early stopping), test actors {list(cfg.test_actors)} (held out by id)")
+    return (
+        f"speaker-independent: train actors {sorted({c.actor for c in train})}, validation actors "
+        f"{list(cfg.val_actors)} (early stopping), test actors {list(cfg.test_actors)} (held out by id)"
+    )
+
 
 def train_speech(cfg: SpeechTrainConfig) -> dict:
     seed_everything(cfg.seed)
@@ -181,8 +196,11 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     train = limit_clips(train, cfg.limit, cfg.seed)
     val = limit_clips(val, cfg.test_limit, cfg.seed)
     test = limit_clips(test, cfg.test_limit, cfg.seed)
-    print(f"clips: train {len(train)} (actors {sorted({c.actor for c in train})}), val {len(val)} (actors "
-          f"{sorted({c.actor for c in val})}), test {len(test)} (actors {sorted({c.actor for c in test})})", flush=True)
+    print(
+        f"clips: train {len(train)} (actors {sorted({c.actor for c in train})}), val {len(val)} (actors "
+        f"{sorted({c.actor for c in val})}), test {len(test)} (actors {sorted({c.actor for c in test})})",
+        flush=True,
+    )
     cache = cfg.out_dir / "cache"
     train_variants = [cached_features(train, v, fc, cache, cfg.seed, cfg.workers) for v in range(cfg.augment_copies + 1)]
     val_raw = cached_features(val, 0, fc, cache, cfg.seed, cfg.workers)
@@ -203,8 +221,7 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch + 10,
-                                                    pct_start=0.15)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch + 10, pct_start=0.15)
     rng = np.random.default_rng(cfg.seed)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = cfg.out_dir / "model.pt"
@@ -227,7 +244,8 @@ def train_speech(cfg: SpeechTrainConfig) -> dict:
     split = write_train_config(cfg, fc, train, test)
     report = {
         "model": f"speech_emotion ({cfg.variant}): MFCC 40 + chroma 12 + spectral contrast 7 + ZCR"
-                 + (f" + {'/'.join(fc.extras)}" if fc.extras else "") + " frames → Conv1D×2 + LSTM×2 (as designed)",
+        + (f" + {'/'.join(fc.extras)}" if fc.extras else "")
+        + " frames → Conv1D×2 + LSTM×2 (as designed)",
         "command": record_command(),
         "split": split,
         "config": {k: str(v) for k, v in asdict(cfg).items() if k != "features"},
@@ -250,12 +268,16 @@ def main(args: argparse.Namespace) -> dict:
             cfg = replace(cfg, blocks=blocks, layers=(blocks,))
         report = train_whisper(cfg)
         cv = report["cv_summary"]["accuracy"]
-        print(f"{cfg.n_folds}-fold actor cross-validation: accuracy {cv['mean']:.4f} ± {cv['std']:.4f} (epoch {report['best_epoch']}); "
-              f"served head trained on every actor; report in {cfg.out_dir}")
+        print(
+            f"{cfg.n_folds}-fold actor cross-validation: accuracy {cv['mean']:.4f} ± {cv['std']:.4f} (epoch {report['best_epoch']}); "
+            f"served head trained on every actor; report in {cfg.out_dir}"
+        )
         return report
     cfg = config_from_args(SpeechTrainConfig(), args)
     report = train_speech(cfg)
     test = report["test_pytorch_fp32"]
-    print(f"held-out actors {list(cfg.test_actors)}: accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
-          f"(best epoch {report['best_epoch']}); report in {cfg.out_dir}")
+    print(
+        f"held-out actors {list(cfg.test_actors)}: accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
+        f"(best epoch {report['best_epoch']}); report in {cfg.out_dir}"
+    )
     return report

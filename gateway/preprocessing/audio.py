@@ -56,8 +56,13 @@ ERRORS: dict[str, type[EmotuneError]] = {
 
 # FFmpeg demuxer names accepted as audio containers (PyAV's ``container.format.name``).
 AUDIO_CONTAINERS = {
-    "wav": "WAV", "flac": "FLAC", "mp3": "MP3", "ogg": "OGG", "mov,mp4,m4a,3gp,3g2,mj2": "M4A/MP4",
-    "matroska,webm": "WebM", "aiff": "AIFF",
+    "wav": "WAV",
+    "flac": "FLAC",
+    "mp3": "MP3",
+    "ogg": "OGG",
+    "mov,mp4,m4a,3gp,3g2,mj2": "M4A/MP4",
+    "matroska,webm": "WebM",
+    "aiff": "AIFF",
 }
 SUPPORTED = "WAV, FLAC, MP3, OGG, M4A/MP4, WebM or AIFF"
 
@@ -246,8 +251,9 @@ def _decode_raw(data: bytes, max_seconds: float) -> tuple[np.ndarray, int, str]:
     return samples, int(rate), label
 
 
-def read_audio(data: bytes, config: SpeechFeatureConfig | None = None, max_seconds: float = 60.0,
-               max_bytes: int | None = None) -> tuple[np.ndarray, str]:
+def read_audio(
+    data: bytes, config: SpeechFeatureConfig | None = None, max_seconds: float = 60.0, max_bytes: int | None = None
+) -> tuple[np.ndarray, str]:
     """Audio file bytes → untrimmed mono float32 at ``config.sample_rate`` and the format's name.
 
     Raises an ``EmotuneError`` (see ``ERRORS``) for bad input, the silence check included.
@@ -273,16 +279,15 @@ def read_audio(data: bytes, config: SpeechFeatureConfig | None = None, max_secon
 def trim_silence(samples: np.ndarray, config: SpeechFeatureConfig | None = None) -> tuple[np.ndarray, int]:
     """Leading and trailing silence off (``trim_top_db`` below the peak) → (kept samples, first kept sample)."""
     config = config or SpeechFeatureConfig()
-    trimmed, (start, _end) = librosa.effects.trim(samples, top_db=config.trim_top_db, frame_length=config.n_fft,
-                                                  hop_length=config.hop_length)
+    trimmed, (start, _end) = librosa.effects.trim(samples, top_db=config.trim_top_db, frame_length=config.n_fft, hop_length=config.hop_length)
     if trimmed.shape[0] < config.min_sound_seconds * config.sample_rate:
-        raise _fail("audio_too_short", f"only {trimmed.shape[0] / config.sample_rate:.2f} s of sound; at least "
-                                       f"{config.min_sound_seconds:g} s is needed")
+        raise _fail(
+            "audio_too_short", f"only {trimmed.shape[0] / config.sample_rate:.2f} s of sound; at least {config.min_sound_seconds:g} s is needed"
+        )
     return np.ascontiguousarray(trimmed, dtype=np.float32), int(start)
 
 
-def decode_audio(data: bytes, config: SpeechFeatureConfig | None = None, max_seconds: float = 60.0,
-                 max_bytes: int | None = None) -> DecodedAudio:
+def decode_audio(data: bytes, config: SpeechFeatureConfig | None = None, max_seconds: float = 60.0, max_bytes: int | None = None) -> DecodedAudio:
     """Audio file bytes → trimmed 16 kHz mono float32. Raises an ``EmotuneError`` (see ``ERRORS``) for bad input."""
     config = config or SpeechFeatureConfig()
     samples, label = read_audio(data, config, max_seconds=max_seconds, max_bytes=max_bytes)
@@ -305,8 +310,9 @@ def extract_speech_features(samples: np.ndarray, config: SpeechFeatureConfig | N
     mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=n_fft, n_mels=config.n_mels)
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=config.n_mfcc)
     chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, hop_length=hop, n_chroma=config.n_chroma)
-    contrast = librosa.feature.spectral_contrast(S=magnitude, sr=sr, n_fft=n_fft, hop_length=hop,
-                                                 n_bands=config.contrast_bands, fmin=config.contrast_fmin)
+    contrast = librosa.feature.spectral_contrast(
+        S=magnitude, sr=sr, n_fft=n_fft, hop_length=hop, n_bands=config.contrast_bands, fmin=config.contrast_fmin
+    )
     zcr = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop, center=True)
     rows = [mfcc, chroma, contrast, zcr]
     for extra in config.extras:
@@ -333,8 +339,7 @@ def _whisper_mel_filters(sample_rate: int) -> np.ndarray:
 def whisper_log_mel(samples: np.ndarray, config: SpeechFeatureConfig) -> np.ndarray:
     """Whisper's input features, as its own ``log_mel_spectrogram`` computes them (400-point STFT, 10 ms hop,
     80 Slaney mel bands, log10, floor 8 below the peak, ``(x + 4) / 4``) → ``(frames, 80)`` float32."""
-    spectrum = librosa.stft(samples, n_fft=WHISPER_N_FFT, hop_length=config.hop_length, window="hann", center=True,
-                            pad_mode="reflect")[:, :-1]
+    spectrum = librosa.stft(samples, n_fft=WHISPER_N_FFT, hop_length=config.hop_length, window="hann", center=True, pad_mode="reflect")[:, :-1]
     mel = _whisper_mel_filters(config.sample_rate) @ (np.abs(spectrum) ** 2)
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
@@ -412,8 +417,9 @@ class SpeechInput:
     audio: DecodedAudio
 
 
-def prepare_speech(data: bytes, config: SpeechFeatureConfig, stats: FeatureStats, max_seconds: float = 60.0,
-                   max_bytes: int | None = None) -> SpeechInput:
+def prepare_speech(
+    data: bytes, config: SpeechFeatureConfig, stats: FeatureStats, max_seconds: float = 60.0, max_bytes: int | None = None
+) -> SpeechInput:
     """The whole path from uploaded bytes to the model's input batch (used by the gateway and the CLI)."""
     audio = decode_audio(data, config, max_seconds=max_seconds, max_bytes=max_bytes)
     features = stats.normalize(extract_speech_features(audio.samples, config))
@@ -431,7 +437,21 @@ def warm_up(config: SpeechFeatureConfig | None = None) -> None:
     config = config or SpeechFeatureConfig()
     t = np.arange(int(0.6 * config.sample_rate)) / config.sample_rate
     tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.hanning(t.size)).astype(np.float32)
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + 2 * tone.size, b"WAVE", b"fmt ", 16, 1, 1, config.sample_rate,
-                         2 * config.sample_rate, 2, 16, b"data", 2 * tone.size)
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + 2 * tone.size,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        config.sample_rate,
+        2 * config.sample_rate,
+        2,
+        16,
+        b"data",
+        2 * tone.size,
+    )
     audio = decode_audio(header + (tone * 32767).astype("<i2").tobytes(), config)
     extract_speech_features(audio.samples, config)

@@ -178,8 +178,9 @@ def fit(gray: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
 
 
-def prepare_photo(data: bytes, max_pixels: int = 40_000_000, max_bytes: int | None = None, max_side: int = DETECT_MAX_SIDE,
-                  draft_side: int = DETECT_DRAFT_SIDE) -> Photo:
+def prepare_photo(
+    data: bytes, max_pixels: int = 40_000_000, max_bytes: int | None = None, max_side: int = DETECT_MAX_SIDE, draft_side: int = DETECT_DRAFT_SIDE
+) -> Photo:
     """Bytes → the bounded upright photo ``face_pipeline`` gets, or a 4xx ``EmotuneError``."""
     gray = decode_image(data, max_pixels, max_bytes, draft_side=draft_side)
     width, height = upright_size(data)
@@ -210,8 +211,14 @@ def normalize(crops: np.ndarray, mean: float = MEAN, std: float = STD) -> np.nda
     return ((crops.astype(np.float32) / 255.0 - mean) / std)[:, None, :, :]
 
 
-def prepare_faces(data: bytes, detect: bool = False, max_faces: int = 16, max_pixels: int = 40_000_000,
-                  max_bytes: int | None = None, preprocessing: dict | None = None) -> FaceInputs:
+def prepare_faces(
+    data: bytes,
+    detect: bool = False,
+    max_faces: int = 16,
+    max_pixels: int = 40_000_000,
+    max_bytes: int | None = None,
+    preprocessing: dict | None = None,
+) -> FaceInputs:
     """``detect=false``: bytes → the face model's input for the whole image (an aligned face crop), or a 4xx.
 
     ``preprocessing`` is the ``model.json`` block the export writes (size, mean, std); defaults match training.

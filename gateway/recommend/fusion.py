@@ -18,13 +18,20 @@ COMMON_EMOTIONS: tuple[str, ...] = ("joy", "sadness", "anger", "fear", "surprise
 # serves all three: text (joy sadness anger fear surprise love), speech (neutral calm happy sad angry fearful
 # disgust, plus RAVDESS's surprised), face (angry disgust fear happy sad surprise neutral).
 TO_COMMON: dict[str, str] = {
-    "joy": "joy", "happy": "joy", "love": "joy",
-    "sadness": "sadness", "sad": "sadness",
-    "anger": "anger", "angry": "anger",
-    "fear": "fear", "fearful": "fear",
-    "surprise": "surprise", "surprised": "surprise",
+    "joy": "joy",
+    "happy": "joy",
+    "love": "joy",
+    "sadness": "sadness",
+    "sad": "sadness",
+    "anger": "anger",
+    "angry": "anger",
+    "fear": "fear",
+    "fearful": "fear",
+    "surprise": "surprise",
+    "surprised": "surprise",
     "disgust": "disgust",
-    "neutral": "neutral", "calm": "neutral",
+    "neutral": "neutral",
+    "calm": "neutral",
 }
 
 

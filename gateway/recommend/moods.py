@@ -51,53 +51,78 @@ def _row(mood, valence, energy, danceability, tempo, acousticness, mode, uplift_
 
 
 # mood            valence energy dance tempo acoustic mode  uplift toward
-MOOD_TABLE: dict[str, MoodTarget] = {t.mood: t for t in (
-    # Labels the three models emit (text: joy sadness anger fear surprise love; speech adds neutral calm disgust).
-    _row("joy",         0.85, 0.75, 0.72, 124, 0.15, 1.0),
-    _row("love",        0.72, 0.45, 0.58, 100, 0.45, 1.0),                # tenderness: slow-moderate, soft, major
-    _row("surprise",    0.60, 0.80, 0.65, 128, 0.15, 0.5),                # high arousal, valence ambiguous
-    _row("neutral",     0.50, 0.50, 0.60, 115, 0.30, 0.5),
-    _row("calm",        0.60, 0.25, 0.45,  90, 0.70, 1.0),
-    _row("sadness",     0.15, 0.25, 0.40,  85, 0.65, 0.0, "joy"),
-    _row("anger",       0.20, 0.90, 0.50, 135, 0.05, 0.0, "calm"),
-    _row("fear",        0.20, 0.65, 0.40, 110, 0.30, 0.0, "calm"),
-    _row("disgust",     0.15, 0.60, 0.45, 110, 0.20, 0.0, "content"),
-    # The original design's wider mood words.
-    _row("excited",     0.80, 0.90, 0.72, 128, 0.08, 1.0),
-    _row("energetic",   0.70, 0.92, 0.75, 128, 0.05, 0.5),
-    _row("amused",      0.80, 0.65, 0.72, 118, 0.20, 1.0),
-    _row("proud",       0.78, 0.72, 0.62, 118, 0.15, 1.0),
-    _row("hopeful",     0.72, 0.55, 0.58, 110, 0.35, 1.0),
-    _row("content",     0.72, 0.38, 0.55, 100, 0.50, 1.0),
-    _row("relaxed",     0.68, 0.25, 0.50,  92, 0.70, 1.0),
-    _row("nostalgic",   0.45, 0.38, 0.48,  96, 0.60, 0.5),                # bittersweet: mixed valence
-    _row("bored",       0.35, 0.25, 0.50, 100, 0.45, 0.5, "amused"),
-    _row("tired",       0.40, 0.15, 0.40,  85, 0.75, 0.5, "content"),
-    _row("confused",    0.35, 0.50, 0.50, 110, 0.35, 0.5, "calm"),
-    _row("depressed",   0.08, 0.18, 0.35,  80, 0.70, 0.0, "hopeful"),
-    _row("lonely",      0.15, 0.25, 0.40,  85, 0.65, 0.0, "love"),
-    _row("disappointed", 0.22, 0.35, 0.45, 95, 0.55, 0.0, "hopeful"),
-    _row("guilty",      0.20, 0.40, 0.40,  95, 0.55, 0.0, "calm"),
-    _row("ashamed",     0.18, 0.35, 0.40,  92, 0.55, 0.0, "content"),
-    _row("embarrassed", 0.28, 0.55, 0.50, 105, 0.40, 0.5, "amused"),
-    _row("insecure",    0.25, 0.45, 0.45, 100, 0.45, 0.0, "proud"),
-    _row("anxious",     0.22, 0.72, 0.45, 115, 0.30, 0.0, "calm"),
-    _row("stressed",    0.22, 0.75, 0.48, 118, 0.25, 0.0, "relaxed"),
-    _row("overwhelmed", 0.22, 0.80, 0.45, 120, 0.25, 0.0, "calm"),
-    _row("frustrated",  0.22, 0.78, 0.50, 125, 0.15, 0.0, "content"),
-    _row("jealous",     0.20, 0.70, 0.50, 118, 0.20, 0.0, "content"),
-)}
+MOOD_TABLE: dict[str, MoodTarget] = {
+    t.mood: t
+    for t in (
+        # Labels the three models emit (text: joy sadness anger fear surprise love; speech adds neutral calm disgust).
+        _row("joy", 0.85, 0.75, 0.72, 124, 0.15, 1.0),
+        _row("love", 0.72, 0.45, 0.58, 100, 0.45, 1.0),  # tenderness: slow-moderate, soft, major
+        _row("surprise", 0.60, 0.80, 0.65, 128, 0.15, 0.5),  # high arousal, valence ambiguous
+        _row("neutral", 0.50, 0.50, 0.60, 115, 0.30, 0.5),
+        _row("calm", 0.60, 0.25, 0.45, 90, 0.70, 1.0),
+        _row("sadness", 0.15, 0.25, 0.40, 85, 0.65, 0.0, "joy"),
+        _row("anger", 0.20, 0.90, 0.50, 135, 0.05, 0.0, "calm"),
+        _row("fear", 0.20, 0.65, 0.40, 110, 0.30, 0.0, "calm"),
+        _row("disgust", 0.15, 0.60, 0.45, 110, 0.20, 0.0, "content"),
+        # The original design's wider mood words.
+        _row("excited", 0.80, 0.90, 0.72, 128, 0.08, 1.0),
+        _row("energetic", 0.70, 0.92, 0.75, 128, 0.05, 0.5),
+        _row("amused", 0.80, 0.65, 0.72, 118, 0.20, 1.0),
+        _row("proud", 0.78, 0.72, 0.62, 118, 0.15, 1.0),
+        _row("hopeful", 0.72, 0.55, 0.58, 110, 0.35, 1.0),
+        _row("content", 0.72, 0.38, 0.55, 100, 0.50, 1.0),
+        _row("relaxed", 0.68, 0.25, 0.50, 92, 0.70, 1.0),
+        _row("nostalgic", 0.45, 0.38, 0.48, 96, 0.60, 0.5),  # bittersweet: mixed valence
+        _row("bored", 0.35, 0.25, 0.50, 100, 0.45, 0.5, "amused"),
+        _row("tired", 0.40, 0.15, 0.40, 85, 0.75, 0.5, "content"),
+        _row("confused", 0.35, 0.50, 0.50, 110, 0.35, 0.5, "calm"),
+        _row("depressed", 0.08, 0.18, 0.35, 80, 0.70, 0.0, "hopeful"),
+        _row("lonely", 0.15, 0.25, 0.40, 85, 0.65, 0.0, "love"),
+        _row("disappointed", 0.22, 0.35, 0.45, 95, 0.55, 0.0, "hopeful"),
+        _row("guilty", 0.20, 0.40, 0.40, 95, 0.55, 0.0, "calm"),
+        _row("ashamed", 0.18, 0.35, 0.40, 92, 0.55, 0.0, "content"),
+        _row("embarrassed", 0.28, 0.55, 0.50, 105, 0.40, 0.5, "amused"),
+        _row("insecure", 0.25, 0.45, 0.45, 100, 0.45, 0.0, "proud"),
+        _row("anxious", 0.22, 0.72, 0.45, 115, 0.30, 0.0, "calm"),
+        _row("stressed", 0.22, 0.75, 0.48, 118, 0.25, 0.0, "relaxed"),
+        _row("overwhelmed", 0.22, 0.80, 0.45, 120, 0.25, 0.0, "calm"),
+        _row("frustrated", 0.22, 0.78, 0.50, 125, 0.15, 0.0, "content"),
+        _row("jealous", 0.20, 0.70, 0.50, 118, 0.20, 0.0, "content"),
+    )
+}
 
 # Other spellings of the same mood: the models' own labels (speech/face say happy, sad, angry, fearful...) and
 # common everyday words.
 ALIASES: dict[str, str] = {
-    "happy": "joy", "happiness": "joy", "joyful": "joy", "glad": "joy", "cheerful": "joy",
-    "sad": "sadness", "unhappy": "sadness", "down": "sadness",
-    "angry": "anger", "mad": "anger", "furious": "anger", "annoyed": "frustrated",
-    "fearful": "fear", "afraid": "fear", "scared": "fear",
-    "surprised": "surprise", "disgusted": "disgust", "loving": "love", "romantic": "love",
-    "peaceful": "calm", "chill": "relaxed", "excitement": "excited", "nervous": "anxious", "worried": "anxious",
-    "sleepy": "tired", "exhausted": "tired", "boredom": "bored", "loneliness": "lonely", "hope": "hopeful",
+    "happy": "joy",
+    "happiness": "joy",
+    "joyful": "joy",
+    "glad": "joy",
+    "cheerful": "joy",
+    "sad": "sadness",
+    "unhappy": "sadness",
+    "down": "sadness",
+    "angry": "anger",
+    "mad": "anger",
+    "furious": "anger",
+    "annoyed": "frustrated",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "loving": "love",
+    "romantic": "love",
+    "peaceful": "calm",
+    "chill": "relaxed",
+    "excitement": "excited",
+    "nervous": "anxious",
+    "worried": "anxious",
+    "sleepy": "tired",
+    "exhausted": "tired",
+    "boredom": "bored",
+    "loneliness": "lonely",
+    "hope": "hopeful",
 }
 
 

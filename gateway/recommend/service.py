@@ -35,8 +35,9 @@ class Recommender:
             return resolve_mood(emotion)
         except UnknownEmotion:
             valid = valid_emotions()
-            raise InvalidInput("unknown_emotion", f"unknown emotion {emotion!r}; valid emotions: {', '.join(valid)}",
-                               [{"valid_emotions": valid}]) from None
+            raise InvalidInput(
+                "unknown_emotion", f"unknown emotion {emotion!r}; valid emotions: {', '.join(valid)}", [{"valid_emotions": valid}]
+            ) from None
 
     def _limit(self, limit: int | None) -> int:
         top = self.settings.max_recommendation_limit
@@ -77,8 +78,9 @@ class Recommender:
             "reason": self.ranker.reason(ranked, mood, strategy, position, length),
         }
 
-    def tracks(self, emotion: str, limit: int | None = None, strategy: str = "match", filters: Filters | None = None,
-               max_per_artist: int | None = None) -> tuple[MoodTarget, list[dict]]:
+    def tracks(
+        self, emotion: str, limit: int | None = None, strategy: str = "match", filters: Filters | None = None, max_per_artist: int | None = None
+    ) -> tuple[MoodTarget, list[dict]]:
         """Catalog tracks for an emotion, best first; no network."""
         mood = self.mood(emotion)
         limit = self._limit(limit)
@@ -88,19 +90,31 @@ class Recommender:
         ranked = self._ranked(mood.mood, strategy, limit, filters, cap)
         return mood, [self._track(r, mood, strategy, n, len(ranked)) for n, r in enumerate(ranked)]
 
-    async def recommend(self, emotion: str, *, limit: int | None = None, strategy: str = "match",
-                        filters: Filters | None = None, max_per_artist: int | None = None, enrich: bool = True,
-                        playlist_name: str | None = None) -> dict:
+    async def recommend(
+        self,
+        emotion: str,
+        *,
+        limit: int | None = None,
+        strategy: str = "match",
+        filters: Filters | None = None,
+        max_per_artist: int | None = None,
+        enrich: bool = True,
+        playlist_name: str | None = None,
+    ) -> dict:
         """The ``/music_recommendation`` answer: ``{"emotion", "recommendations", ...}`` plus what Spotify did."""
         mood, tracks = self.tracks(emotion, limit, strategy, filters, max_per_artist)
         body: dict = {"emotion": emotion.strip().lower(), "mood": mood.mood, "strategy": strategy, "recommendations": tracks}
         if not tracks:
             body["message"] = "no track in the catalog passes the filters"
-        body["enrichment"] = (await self.spotify.enrich(tracks) if enrich
-                              else {"status": "skipped", "reason": "not_requested", "message": "enrichment turned off by the request"})
+        body["enrichment"] = (
+            await self.spotify.enrich(tracks)
+            if enrich
+            else {"status": "skipped", "reason": "not_requested", "message": "enrichment turned off by the request"}
+        )
         if playlist_name:
             body["playlist"] = await self.spotify.create_playlist(
-                playlist_name, [t["uri"] for t in tracks], f"emotune: music for {mood.mood} ({strategy})")
+                playlist_name, [t["uri"] for t in tracks], f"emotune: music for {mood.mood} ({strategy})"
+            )
         return body
 
     async def close(self) -> None:

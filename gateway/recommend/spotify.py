@@ -105,25 +105,37 @@ class SpotifyEnricher:
         # A plain session: no urllib3 retry adapter, so a 429 reaches us with its Retry-After instead of a
         # retry loop sleeping through our deadline.
         auth_manager.OAUTH_TOKEN_URL = self.settings.spotify_token_url  # instance attribute: no global change
-        client = spotipy.Spotify(auth_manager=auth_manager, requests_session=requests.Session(),
-                                 requests_timeout=self._timeout, retries=0, status_retries=0)
+        client = spotipy.Spotify(
+            auth_manager=auth_manager, requests_session=requests.Session(), requests_timeout=self._timeout, retries=0, status_retries=0
+        )
         client.prefix = self.settings.spotify_api_prefix.rstrip("/") + "/"
         return client
 
     def _app_client(self) -> spotipy.Spotify:
         s = self.settings
-        auth = SpotifyClientCredentials(s.spotify_client_id, s.spotify_client_secret, cache_handler=MemoryCacheHandler(),
-                                        requests_timeout=self._timeout, requests_session=requests.Session())
+        auth = SpotifyClientCredentials(
+            s.spotify_client_id,
+            s.spotify_client_secret,
+            cache_handler=MemoryCacheHandler(),
+            requests_timeout=self._timeout,
+            requests_session=requests.Session(),
+        )
         return self._client(auth)
 
     def _user_client(self) -> spotipy.Spotify:
         """The user's client: a stored refresh token, exchanged for an access token on first use."""
         s = self.settings
-        seed = {"access_token": "", "token_type": "Bearer", "expires_at": 0,
-                "refresh_token": s.spotify_refresh_token, "scope": PLAYLIST_SCOPE}
-        auth = SpotifyOAuth(s.spotify_client_id, s.spotify_client_secret, s.spotify_redirect_uri, scope=PLAYLIST_SCOPE,
-                            cache_handler=MemoryCacheHandler(seed), requests_timeout=self._timeout,
-                            requests_session=requests.Session(), open_browser=False)
+        seed = {"access_token": "", "token_type": "Bearer", "expires_at": 0, "refresh_token": s.spotify_refresh_token, "scope": PLAYLIST_SCOPE}
+        auth = SpotifyOAuth(
+            s.spotify_client_id,
+            s.spotify_client_secret,
+            s.spotify_redirect_uri,
+            scope=PLAYLIST_SCOPE,
+            cache_handler=MemoryCacheHandler(seed),
+            requests_timeout=self._timeout,
+            requests_session=requests.Session(),
+            open_browser=False,
+        )
         return self._client(auth)
 
     # --- failure bookkeeping -------------------------------------------------------------------------------------
@@ -195,8 +207,7 @@ class SpotifyEnricher:
     async def enrich(self, tracks: list[dict]) -> dict:
         """Add Spotify details to ``tracks`` in place where available; return what happened (never raises)."""
         if self._app is None:
-            return _Skip("no_credentials", "Spotify is not configured (SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET): "
-                                           "catalog data only").as_dict()
+            return _Skip("no_credentials", "Spotify is not configured (SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET): catalog data only").as_dict()
         if not tracks:
             return {"status": "ok"}
         failure: _Skip | None = self._paused()
@@ -250,8 +261,9 @@ class SpotifyEnricher:
     async def create_playlist(self, name: str, uris: list[str], description: str = "") -> dict:
         """Create a private playlist for the configured user and fill it; a skip (never an error) when it cannot."""
         if self._user is None:
-            return _Skip("user_auth_not_configured", "playlist creation needs user OAuth (SPOTIPY_REDIRECT_URI and "
-                                                     "EMOTUNE_SPOTIFY_REFRESH_TOKEN)").as_dict()
+            return _Skip(
+                "user_auth_not_configured", "playlist creation needs user OAuth (SPOTIPY_REDIRECT_URI and EMOTUNE_SPOTIFY_REFRESH_TOKEN)"
+            ).as_dict()
         paused = self._paused()
         if paused:
             return paused.as_dict()
@@ -271,8 +283,7 @@ class SpotifyEnricher:
             if skip.code == "rate_limited":
                 self._pause(skip)
             return skip.as_dict()
-        return {"status": "created", "id": playlist.get("id"),
-                "url": (playlist.get("external_urls") or {}).get("spotify"), "tracks": len(uris)}
+        return {"status": "created", "id": playlist.get("id"), "url": (playlist.get("external_urls") or {}).get("spotify"), "tracks": len(uris)}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

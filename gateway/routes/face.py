@@ -44,11 +44,14 @@ class FacialEmotionResponse(EmotionResult):
     dependencies=[Depends(require_multipart)],
     responses=error_responses(400, 401, 413, 415, 422, 429, 503),
 )
-async def facial_emotion(emotions: EmotionsDep, settings: SettingsDep, recommender: OptionalRecommenderDep,
-                         file: Annotated[UploadFile, File(description="the photo")],
-                         detect: Annotated[bool, Query(description="false: the image is already an aligned face crop (like FER2013); "
-                                                                   "skip detection")] = True,
-                         recommend: RecommendQuery = True):
+async def facial_emotion(
+    emotions: EmotionsDep,
+    settings: SettingsDep,
+    recommender: OptionalRecommenderDep,
+    file: Annotated[UploadFile, File(description="the photo")],
+    detect: Annotated[bool, Query(description="false: the image is already an aligned face crop (like FER2013); skip detection")] = True,
+    recommend: RecommendQuery = True,
+):
     answer = await emotions.face(await read_upload(file, settings.max_upload_bytes), detect=detect)
     if recommend:
         await attach_recommendations(recommender, [answer])

@@ -23,8 +23,7 @@ async def readyz(backend: BackendDep, settings: SettingsDep):
     try:
         states = await backend.ready(settings.model_names)
     except ModelUnavailable as exc:
-        return response_for(Unavailable("backend_unavailable", f"the inference backend ({settings.backend}) is unreachable",
-                                        internal=exc.internal))
+        return response_for(Unavailable("backend_unavailable", f"the inference backend ({settings.backend}) is unreachable", internal=exc.internal))
     if not all(states.values()):
         not_ready = [m for m, ok in states.items() if not ok]
         return error_response(503, "model_not_ready", f"not ready: {', '.join(not_ready)}", [{"models": states}])

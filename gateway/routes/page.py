@@ -13,8 +13,13 @@ from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
-MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-               ".svg": "image/svg+xml", ".png": "image/png"}
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
 FILES = {p.name: p for p in STATIC.iterdir() if p.is_file() and p.suffix in MEDIA_TYPES} if STATIC.is_dir() else {}
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate: a new gateway version is picked up at once
 
@@ -56,12 +61,18 @@ async def ui_config(request: Request) -> dict:
         "max_recommendation_limit": settings.max_recommendation_limit,
         "recommender": recommender is not None,
         "api_key_required": bool(getattr(settings, "api_keys", None)),
-        "enrichment": {"enabled": app_auth,
-                       "message": "album art and previews come from Spotify" if app_auth else
-                       "Spotify is not configured on this server (SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET), so tracks come "
-                       "from the catalog without album art or previews"},
-        "playlist": {"enabled": user_auth,
-                     "message": "playlists are saved to the Spotify account this server is set up with" if user_auth else
-                     "saving a playlist needs a Spotify account set up on this server (SPOTIPY_REDIRECT_URI and "
-                     "EMOTUNE_SPOTIFY_REFRESH_TOKEN); it is not, so the button is off"},
+        "enrichment": {
+            "enabled": app_auth,
+            "message": "album art and previews come from Spotify"
+            if app_auth
+            else "Spotify is not configured on this server (SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET), so tracks come "
+            "from the catalog without album art or previews",
+        },
+        "playlist": {
+            "enabled": user_auth,
+            "message": "playlists are saved to the Spotify account this server is set up with"
+            if user_auth
+            else "saving a playlist needs a Spotify account set up on this server (SPOTIPY_REDIRECT_URI and "
+            "EMOTUNE_SPOTIFY_REFRESH_TOKEN); it is not, so the button is off",
+        },
     }

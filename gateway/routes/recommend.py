@@ -38,20 +38,30 @@ class MusicRecommendationRequest(BaseModel):
     filters: TrackFilters | None = None
     max_per_artist: int | None = Field(None, ge=1, description="diversity cap; default from the settings")
     enrich: bool = Field(True, description="add album art and details from Spotify when it is configured")
-    playlist: StrictStr | None = Field(None, min_length=1, max_length=100,
-                                       description="also create a Spotify playlist of this name (needs user OAuth)")
+    playlist: StrictStr | None = Field(
+        None, min_length=1, max_length=100, description="also create a Spotify playlist of this name (needs user OAuth)"
+    )
 
 
-@router.post("/music_recommendation", summary="tracks that fit an emotion",
-             responses=error_responses(400, 401, 413, 415, 422, 429, 503))
+@router.post("/music_recommendation", summary="tracks that fit an emotion", responses=error_responses(400, 401, 413, 415, 422, 429, 503))
 async def music_recommendation(body: MusicRecommendationRequest, recommender: RecommenderDep) -> dict:
     filters = body.filters.to_filters() if body.filters else None
-    return await recommender.recommend(body.emotion, limit=body.limit, strategy=body.strategy, filters=filters,
-                                       max_per_artist=body.max_per_artist, enrich=body.enrich, playlist_name=body.playlist)
+    return await recommender.recommend(
+        body.emotion,
+        limit=body.limit,
+        strategy=body.strategy,
+        filters=filters,
+        max_per_artist=body.max_per_artist,
+        enrich=body.enrich,
+        playlist_name=body.playlist,
+    )
 
 
-@router.post("/recommend", summary="music for any of a text, a voice recording and a face photo (multipart)",
-             responses=error_responses(400, 401, 413, 415, 422, 429, 503))
+@router.post(
+    "/recommend",
+    summary="music for any of a text, a voice recording and a face photo (multipart)",
+    responses=error_responses(400, 401, 413, 415, 422, 429, 503),
+)
 async def recommend(
     request: Request,
     multimodal: MultimodalDep,

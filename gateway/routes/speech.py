@@ -35,8 +35,13 @@ class SpeechEmotionResponse(EmotionResult):
     dependencies=[Depends(require_multipart)],
     responses=error_responses(400, 401, 413, 415, 422, 429, 503),
 )
-async def speech_emotion(emotions: EmotionsDep, settings: SettingsDep, recommender: OptionalRecommenderDep,
-                         file: Annotated[UploadFile, File(description="the audio file")], recommend: RecommendQuery = True):
+async def speech_emotion(
+    emotions: EmotionsDep,
+    settings: SettingsDep,
+    recommender: OptionalRecommenderDep,
+    file: Annotated[UploadFile, File(description="the audio file")],
+    recommend: RecommendQuery = True,
+):
     answer = await emotions.speech(await read_upload(file, settings.max_upload_bytes))
     if recommend:
         await attach_recommendations(recommender, [answer])

@@ -12,8 +12,12 @@ from gateway.uploads import require_json
 router = APIRouter(tags=["emotion"])
 
 
-@router.post("/text_emotion", summary="emotion of a text (or a batch of texts)", dependencies=[Depends(require_json)],
-             responses={200: {"model": EmotionResult | BatchEmotionResult}, **error_responses(400, 401, 413, 415, 422, 429, 503)})
+@router.post(
+    "/text_emotion",
+    summary="emotion of a text (or a batch of texts)",
+    dependencies=[Depends(require_json)],
+    responses={200: {"model": EmotionResult | BatchEmotionResult}, **error_responses(400, 401, 413, 415, 422, 429, 503)},
+)
 async def text_emotion(body: TextEmotionRequest, emotions: EmotionsDep, recommender: OptionalRecommenderDep, recommend: RecommendQuery = True):
     texts = [body.text] if body.text is not None else body.texts
     results = await emotions.text(texts)

@@ -41,8 +41,9 @@ def validate_texts(texts: list[str], max_chars: int, max_batch: int) -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise InvalidInput("invalid_text", f"{where} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at position {exc.start}; "
-                                               "send valid Unicode") from None
+            raise InvalidInput(
+                "invalid_text", f"{where} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at position {exc.start}; send valid Unicode"
+            ) from None
         if not text.strip() or not any(c.isprintable() and not c.isspace() for c in text):
             raise InvalidInput("empty_text", f"{where} is empty, whitespace or control characters only")
 
@@ -76,8 +77,9 @@ class EmotionService:
     @cached_property
     def _text_batcher(self) -> TextBatcher:
         s = self.settings
-        return TextBatcher(self.backend, self.model(TEXT_MODEL), self._tokenizer, s.triton_timeout_s, s.text_coalesce_in_flight,
-                           s.text_coalesce_max_tokens)
+        return TextBatcher(
+            self.backend, self.model(TEXT_MODEL), self._tokenizer, s.triton_timeout_s, s.text_coalesce_in_flight, s.text_coalesce_max_tokens
+        )
 
     async def _text_chunk(self, info: ModelInfo, texts: list[str]) -> np.ndarray:
         if self.settings.text_coalesce:
@@ -121,8 +123,9 @@ class EmotionService:
         """An audio file → the clip's emotion (mean of its 3-s windows) and, for longer clips, a per-window timeline."""
         info = self.model(SPEECH_MODEL)
         pre = self._speech_preprocessing
-        speech: SpeechInput = await run_in_threadpool(prepare_speech, data, pre.config, pre.stats, self.settings.max_audio_seconds,
-                                                      self.settings.max_upload_bytes)
+        speech: SpeechInput = await run_in_threadpool(
+            prepare_speech, data, pre.config, pre.stats, self.settings.max_audio_seconds, self.settings.max_upload_bytes
+        )
         arrays = {"features": speech.windows.astype(np.float32, copy=False), "lengths": speech.lengths}  # by input name
         outputs = []
         for start in range(0, len(speech.windows), info.max_batch_size):

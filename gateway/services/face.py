@@ -33,12 +33,20 @@ async def face_emotion(service, data: bytes, detect: bool = True) -> dict:
         boxes: list[Box] = photo.boxes(xywh)
         width, height = photo.width, photo.height
     else:
-        faces: FaceInputs = await run_in_threadpool(prepare_faces, data, False, s.max_faces, s.max_image_pixels, s.max_upload_bytes,
-                                                    info.preprocessing)
+        faces: FaceInputs = await run_in_threadpool(
+            prepare_faces, data, False, s.max_faces, s.max_image_pixels, s.max_upload_bytes, info.preprocessing
+        )
         batch = np.ascontiguousarray(faces.inputs, dtype=np.float32)
         probabilities = (await service.backend.infer(info.name, {info.inputs[0].name: batch}, info.output_names))[info.output_names[0]]
         boxes, width, height = faces.boxes, faces.width, faces.height
     per_face = [{"box": box.as_dict(), **to_emotion(row, info.labels)} for box, row in zip(boxes, calibrate(probabilities, info.temperature))]
     largest = per_face[0]
-    return {"emotion": largest["emotion"], "confidence": largest["confidence"], "scores": largest["scores"], "faces": per_face,
-            "detected": detect, "width": width, "height": height}
+    return {
+        "emotion": largest["emotion"],
+        "confidence": largest["confidence"],
+        "scores": largest["scores"],
+        "faces": per_face,
+        "detected": detect,
+        "width": width,
+        "height": height,
+    }

@@ -37,8 +37,9 @@ from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.preprocessing.text import TextTokenizer
 
-COALESCED = Histogram("emotune_text_coalesced_requests", "Requests carried by one text inference call of the gateway's batcher",
-                      buckets=(1, 2, 4, 8, 16, 32, 64))
+COALESCED = Histogram(
+    "emotune_text_coalesced_requests", "Requests carried by one text inference call of the gateway's batcher", buckets=(1, 2, 4, 8, 16, 32, 64)
+)
 
 
 @dataclass
@@ -50,8 +51,15 @@ class _Pending:
 
 
 class TextBatcher:
-    def __init__(self, backend: InferenceBackend, model: ModelInfo, tokenizer: TextTokenizer, timeout_s: float,
-                 max_in_flight: int = 2, max_tokens: int | None = None):
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        model: ModelInfo,
+        tokenizer: TextTokenizer,
+        timeout_s: float,
+        max_in_flight: int = 2,
+        max_tokens: int | None = None,
+    ):
         self.backend, self.model, self.tokenizer, self.timeout_s = backend, model, tokenizer, timeout_s
         self.max_in_flight, self.max_rows = max_in_flight, model.max_batch_size
         self.max_tokens = max_tokens or self.max_rows * tokenizer.max_length

@@ -30,8 +30,9 @@ def test_variant_configs_are_valid_and_change_one_thing():
     shipped = _parse(SHIPPED.read_text())
     off = _parse(edit_config(SHIPPED.read_text(), Variant("a", "", dynamic_batching=False)))
     assert off.name == "a" and not off.HasField("dynamic_batching") and off.max_batch_size == shipped.max_batch_size
-    tuned = _parse(edit_config(SHIPPED.read_text(), Variant("b", "", queue_delay_us=500, preferred_batch_sizes=[], instances=2,
-                                                            intra_op_threads=1, ragged=True)))
+    tuned = _parse(
+        edit_config(SHIPPED.read_text(), Variant("b", "", queue_delay_us=500, preferred_batch_sizes=[], instances=2, intra_op_threads=1, ragged=True))
+    )
     assert tuned.HasField("dynamic_batching") and tuned.dynamic_batching.max_queue_delay_microseconds == 500
     assert list(tuned.dynamic_batching.preferred_batch_size) == []
     assert tuned.instance_group[0].count == 2 and tuned.parameters["intra_op_threads"].string_value == "1"

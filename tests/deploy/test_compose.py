@@ -35,8 +35,7 @@ def test_compose_config_accepts_the_file():
     if cli is None:
         pytest.skip("no Compose v2 CLI here (the docker CLI without its compose plugin)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPOTIPY_", "EMOTUNE_"))}
-    result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "config", "--format", "json"], capture_output=True, text=True,
-                            timeout=60, env=env)
+    result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "config", "--format", "json"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     assert set(resolved["services"]) == {"triton", "gateway", "prometheus"}
@@ -47,8 +46,12 @@ def test_compose_config_accepts_the_file():
 
 
 def test_compose_matches_the_compose_specification_schema():
-    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -83,7 +86,7 @@ def test_gateway_talks_to_triton_over_grpc_with_valid_settings(compose: dict, mo
     # Every EMOTUNE_* variable names a real setting, and the values parse.
     for key in env:
         if key.startswith("EMOTUNE_"):
-            assert key[len("EMOTUNE_"):].lower() in Settings.model_fields, f"{key} is not a setting"
+            assert key[len("EMOTUNE_") :].lower() in Settings.model_fields, f"{key} is not a setting"
     for key in [k for k in os.environ if k.startswith("EMOTUNE_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
@@ -97,8 +100,10 @@ def test_prometheus_scrapes_gateway_and_triton_metrics(compose: dict):
     prometheus = compose["services"]["prometheus"]
     assert any(v.startswith("./prometheus.yml:") for v in prometheus["volumes"])
     config = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
-    targets = {job["job_name"]: (job.get("metrics_path", "/metrics"), [t for sc in job["static_configs"] for t in sc["targets"]])
-               for job in config["scrape_configs"]}
+    targets = {
+        job["job_name"]: (job.get("metrics_path", "/metrics"), [t for sc in job["static_configs"] for t in sc["targets"]])
+        for job in config["scrape_configs"]
+    }
     assert targets["emotune-gateway"] == ("/metrics", ["gateway:8080"])
     assert targets["triton"] == ("/metrics", ["triton:8002"])
     assert compose["services"]["gateway"]["environment"]["EMOTUNE_PORT"] == "8080"

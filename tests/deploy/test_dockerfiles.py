@@ -89,8 +89,14 @@ def test_triton_image_serves_the_onnxruntime_flavour_on_triton_health():
     assert command == '["/usr/local/bin/emotune-triton-serve"]'
     assert any(args.endswith("docker/triton-serve.sh /usr/local/bin/emotune-triton-serve") for kind, args in steps if kind == "COPY")
     script = (DOCKER / "triton-serve.sh").read_text()
-    for flag in ("--model-repository=\"${TRITON_MODEL_REPOSITORY:-/models}\"", "--model-control-mode=none", "--allow-metrics=true",
-                 "--metrics-port=8002", "--http-restricted-api=", "--grpc-restricted-protocol="):
+    for flag in (
+        '--model-repository="${TRITON_MODEL_REPOSITORY:-/models}"',
+        "--model-control-mode=none",
+        "--allow-metrics=true",
+        "--metrics-port=8002",
+        "--http-restricted-api=",
+        "--grpc-restricted-protocol=",
+    ):
         assert flag in script, flag
     # The cache directory the TensorRT accelerator writes to must exist in the image for the compose volume.
     configs = list((ROOT / "model_repository" / "onnxruntime").glob("*/config.pbtxt"))

@@ -93,8 +93,13 @@ def test_gateway_imports_and_serves_without_torch():
 
 def test_plain_import_leaves_torch_unloaded():
     """The exact check the gateway Dockerfile runs at build time."""
-    result = subprocess.run([sys.executable, "-I", "-c", "import sys; import gateway.app; assert 'torch' not in sys.modules"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", "import sys; import gateway.app; assert 'torch' not in sys.modules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
 

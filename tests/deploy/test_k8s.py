@@ -92,7 +92,7 @@ def test_gateway_deployment_reads_settings_and_optional_spotify_secret(k8s_objec
 def test_configmap_holds_valid_settings_pointing_at_the_triton_service(k8s_objects, monkeypatch):
     data = by_kind(k8s_objects, "ConfigMap")["emotune-settings"]["data"]
     for key in data:
-        assert key.startswith("EMOTUNE_") and key[len("EMOTUNE_"):].lower() in Settings.model_fields, f"{key} is not a setting"
+        assert key.startswith("EMOTUNE_") and key[len("EMOTUNE_") :].lower() in Settings.model_fields, f"{key} is not a setting"
     import os
 
     for key in [k for k in os.environ if k.startswith("EMOTUNE_")]:

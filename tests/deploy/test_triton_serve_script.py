@@ -39,12 +39,21 @@ exec {_pytriton_dir() / "bin" / "tritonserver"} "$@" --backend-directory={prepar
   --metrics-address=127.0.0.1 --metrics-port={metrics}
 """)
     wrapper.chmod(0o755)
-    env = {**os.environ, "PATH": f"{wrapper.parent}:{os.environ['PATH']}", "TRITON_MODEL_REPOSITORY": str(staged),
-           "LD_LIBRARY_PATH": str(_libs_dir())}
+    env = {
+        **os.environ,
+        "PATH": f"{wrapper.parent}:{os.environ['PATH']}",
+        "TRITON_MODEL_REPOSITORY": str(staged),
+        "LD_LIBRARY_PATH": str(_libs_dir()),
+    }
     env.pop("TRITON_CONTROL_KEY", None)
     log = work / "tritonserver.log"
-    process = subprocess.Popen(["sh", str(SCRIPT)], env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["sh", str(SCRIPT)],
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{http}"
     try:
         deadline = time.monotonic() + 180
@@ -72,10 +81,16 @@ exec {_pytriton_dir() / "bin" / "tritonserver"} "$@" --backend-directory={prepar
 
 
 def _rce_body(marker: Path) -> str:
-    config = {"name": "pwn", "backend": "python", "max_batch_size": 0,
-              "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [1]}], "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [1]}]}
-    code = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
-            "class TritonPythonModel:\n    def execute(self, r):\n        return []\n")
+    config = {
+        "name": "pwn",
+        "backend": "python",
+        "max_batch_size": 0,
+        "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [1]}],
+        "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [1]}],
+    }
+    code = (
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nclass TritonPythonModel:\n    def execute(self, r):\n        return []\n"
+    )
     return json.dumps({"parameters": {"config": json.dumps(config), "file:1/model.py": base64.b64encode(code.encode()).decode()}})
 
 
@@ -96,9 +111,16 @@ def test_the_deployment_command_refuses_the_rce_request_and_unload(served, tmp_p
 def test_http_answers_health_only(served):
     url, _, _ = served
     assert httpx.get(f"{url}/v2/health/live", timeout=5).status_code == 200
-    for method, path in [("GET", "/v2"), ("GET", "/v2/models/text_emotion"), ("GET", "/v2/models/text_emotion/config"),
-                         ("GET", "/v2/models/text_emotion/stats"), ("POST", "/v2/models/text_emotion/infer"), ("POST", "/v2/logging"),
-                         ("POST", "/v2/trace/setting"), ("POST", "/v2/repository/index")]:
+    for method, path in [
+        ("GET", "/v2"),
+        ("GET", "/v2/models/text_emotion"),
+        ("GET", "/v2/models/text_emotion/config"),
+        ("GET", "/v2/models/text_emotion/stats"),
+        ("POST", "/v2/models/text_emotion/infer"),
+        ("POST", "/v2/logging"),
+        ("POST", "/v2/trace/setting"),
+        ("POST", "/v2/repository/index"),
+    ]:
         assert httpx.request(method, url + path, content="{}", timeout=5).status_code == 403, path
 
 
@@ -107,9 +129,13 @@ def test_grpc_serves_inference_and_health_and_refuses_control(served, tmp_path: 
     client = grpcclient.InferenceServerClient(grpc_url)
     marker = tmp_path / "ran"
     config = json.loads(json.loads(_rce_body(marker))["parameters"]["config"])
-    for call in (lambda: client.load_model("pwn", config=json.dumps(config), files={"file:1/model.py": b"import os"}),
-                 lambda: client.unload_model("text_emotion"), lambda: client.get_model_config("text_emotion"),
-                 lambda: client.get_inference_statistics("text_emotion"), lambda: client.update_log_settings({"log_file": "/tmp/x"})):
+    for call in (
+        lambda: client.load_model("pwn", config=json.dumps(config), files={"file:1/model.py": b"import os"}),
+        lambda: client.unload_model("text_emotion"),
+        lambda: client.get_model_config("text_emotion"),
+        lambda: client.get_inference_statistics("text_emotion"),
+        lambda: client.update_log_settings({"log_file": "/tmp/x"}),
+    ):
         with pytest.raises(InferenceServerException, match="restricted"):
             call()
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("text_emotion")

@@ -46,7 +46,12 @@ assert os.environ["EMOTUNE_PORT"] == "18123" and os.environ["EMOTUNE_BACKEND"] =
 
 def test_emotune_bench_runs_bench_as_its_own_program(tmp_path: Path):
     """bench.run's own parser answers (its step names are checked there, not in the CLI): the CLI handed the process over."""
-    result = subprocess.run([sys.executable, "-m", "emotune.cli", "bench", "--out", str(tmp_path), "--only", "no_such_step"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "emotune.cli", "bench", "--out", str(tmp_path), "--only", "no_such_step"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "invalid choice: 'no_such_step'" in result.stderr, result.stderr[-2000:]
     assert "run.py" in result.stderr.splitlines()[0]

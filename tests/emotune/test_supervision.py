@@ -88,14 +88,37 @@ def _status(url: str) -> int:
 @pytest.fixture
 def up(tmp_path: Path):
     port = free_port()
-    env = {**os.environ, "EMOTUNE_MODELS": '["text_emotion"]', "EMOTUNE_TRITON_TIMEOUT_S": str(TRITON_TIMEOUT_S),
-           "EMOTUNE_GRACEFUL_SHUTDOWN_S": "10", "EMOTUNE_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "EMOTUNE_MODELS": '["text_emotion"]',
+        "EMOTUNE_TRITON_TIMEOUT_S": str(TRITON_TIMEOUT_S),
+        "EMOTUNE_GRACEFUL_SHUTDOWN_S": "10",
+        "EMOTUNE_LOG_LEVEL": "warning",
+    }
     log = tmp_path / "up.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "emotune.cli", "up", "--port", str(port), "--triton-http-port", str(free_port()),
-         "--triton-grpc-port", str(free_port()), "--triton-metrics-port", str(free_port()),
-         "--model-repository", str(REPOSITORY), "--triton-log", str(tmp_path / "triton.log")],
-        env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "up",
+            "--port",
+            str(port),
+            "--triton-http-port",
+            str(free_port()),
+            "--triton-grpc-port",
+            str(free_port()),
+            "--triton-metrics-port",
+            str(free_port()),
+            "--model-repository",
+            str(REPOSITORY),
+            "--triton-log",
+            str(tmp_path / "triton.log"),
+        ],
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: process.poll() is not None or _status(f"{url}/readyz") == 200, 180, "emotune up ready")

@@ -19,19 +19,23 @@ from tritonclient.utils import InferenceServerException
 from emotune.triton_server import TritonServer
 from tests.conftest import REPOSITORY, free_port
 
-EVIL_MODEL = '''
+EVIL_MODEL = """
 import pathlib
 pathlib.Path({marker!r}).write_text("ran")
 class TritonPythonModel:
     def execute(self, requests):
         return []
-'''
+"""
 
 
 def _load_body(marker: Path) -> str:
-    config = {"name": "pwn", "backend": "python", "max_batch_size": 0,
-              "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [1]}],
-              "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [1]}]}
+    config = {
+        "name": "pwn",
+        "backend": "python",
+        "max_batch_size": 0,
+        "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [1]}],
+        "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [1]}],
+    }
     code = base64.b64encode(EVIL_MODEL.format(marker=str(marker)).encode()).decode()
     return json.dumps({"parameters": {"config": json.dumps(config), "file:1/model.py": code}})
 
@@ -40,8 +44,15 @@ def _load_body(marker: Path) -> str:
 def server(request, tmp_path_factory):
     """The launcher as `emotune up` runs it (mode none), and in the explicit mode the unload tests use."""
     log = tmp_path_factory.mktemp("triton-control") / "tritonserver.log"
-    triton = TritonServer(REPOSITORY, ["text_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          log_file=log, model_control=request.param == "explicit")
+    triton = TritonServer(
+        REPOSITORY,
+        ["text_emotion"],
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_file=log,
+        model_control=request.param == "explicit",
+    )
     with triton:
         triton.wait_ready(timeout=300)
         yield triton
@@ -50,8 +61,7 @@ def server(request, tmp_path_factory):
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 def test_the_rce_load_request_is_refused_and_runs_nothing(server: TritonServer, tmp_path: Path, content_type: str):
     marker = tmp_path / "ran"
-    r = httpx.post(f"{server.http_url}/v2/repository/models/pwn/load", content=_load_body(marker),
-                   headers={"Content-Type": content_type}, timeout=30)
+    r = httpx.post(f"{server.http_url}/v2/repository/models/pwn/load", content=_load_body(marker), headers={"Content-Type": content_type}, timeout=30)
     assert r.status_code == 403, r.text
     assert "restricted" in r.json()["error"]
     time.sleep(1.0)  # a load would have started the stub by now
@@ -60,10 +70,15 @@ def test_the_rce_load_request_is_refused_and_runs_nothing(server: TritonServer, 
 
 
 def test_unload_and_the_other_control_apis_are_refused_over_http(server: TritonServer):
-    for method, path, body in [("POST", "/v2/repository/models/text_emotion/unload", "{}"), ("POST", "/v2/repository/index", "{}"),
-                               ("POST", "/v2/logging", '{"log_file": "/tmp/x"}'), ("POST", "/v2/trace/setting", '{"trace_file": "/tmp/x"}'),
-                               ("POST", "/v2/systemsharedmemory/region/r/register", '{"key": "/x", "offset": 0, "byte_size": 8}'),
-                               ("POST", "/v2/models/text_emotion/infer", "{}"), ("GET", "/v2/models/text_emotion/config", None)]:
+    for method, path, body in [
+        ("POST", "/v2/repository/models/text_emotion/unload", "{}"),
+        ("POST", "/v2/repository/index", "{}"),
+        ("POST", "/v2/logging", '{"log_file": "/tmp/x"}'),
+        ("POST", "/v2/trace/setting", '{"trace_file": "/tmp/x"}'),
+        ("POST", "/v2/systemsharedmemory/region/r/register", '{"key": "/x", "offset": 0, "byte_size": 8}'),
+        ("POST", "/v2/models/text_emotion/infer", "{}"),
+        ("GET", "/v2/models/text_emotion/config", None),
+    ]:
         r = httpx.request(method, server.http_url + path, content=body, headers={"Content-Type": "text/plain"}, timeout=10)
         assert r.status_code == 403, (path, r.status_code, r.text)
     assert httpx.get(f"{server.http_url}/v2/models/text_emotion/ready", timeout=5).status_code == 200
@@ -73,8 +88,11 @@ def test_the_control_protocols_are_refused_over_grpc_while_inference_works(serve
     client = grpcclient.InferenceServerClient(server.grpc_url)
     marker = tmp_path / "ran"
     calls = {
-        "load": lambda: client.load_model("pwn", config=json.loads(_load_body(marker))["parameters"]["config"],
-                                          files={"file:1/model.py": EVIL_MODEL.format(marker=str(marker)).encode()}),
+        "load": lambda: client.load_model(
+            "pwn",
+            config=json.loads(_load_body(marker))["parameters"]["config"],
+            files={"file:1/model.py": EVIL_MODEL.format(marker=str(marker)).encode()},
+        ),
         "unload": lambda: client.unload_model("text_emotion"),
         "index": lambda: client.get_model_repository_index(),
         "logging": lambda: client.update_log_settings({"log_file": "/tmp/x"}),

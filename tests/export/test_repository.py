@@ -12,8 +12,15 @@ from tritonclient.grpc import model_config_pb2
 
 from export.repository import BACKENDS_DIR, CPU_BACKEND, FLAVOURS, read_spec, render_config
 
-REQUIRED = ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "disabled_optimizers", "length_input",
-            "length_group_slack_tokens", "session.intra_op.allow_spinning")
+REQUIRED = (
+    "intra_op_threads",
+    "inter_op_threads",
+    "graph_optimization_level",
+    "disabled_optimizers",
+    "length_input",
+    "length_group_slack_tokens",
+    "session.intra_op.allow_spinning",
+)
 
 ROOT = Path(__file__).resolve().parents[2] / "model_repository"
 CONFIGS = sorted(ROOT.glob("*/*/config.pbtxt"))
@@ -105,7 +112,8 @@ def test_the_backend_refuses_a_config_without_its_parameters(tmp_path: Path):
     folder = link_model_copy(ROOT / "python" / "face_emotion", repo / "face_emotion")
     config = (folder / "config.pbtxt").read_text()
     (folder / "config.pbtxt").write_text("".join(line for line in config.splitlines(keepends=True) if '"inter_op_threads"' not in line))
-    server = TritonServer(repo, ["face_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          log_file=tmp_path / "triton.log")
+    server = TritonServer(
+        repo, ["face_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log_file=tmp_path / "triton.log"
+    )
     with server, pytest.raises(TritonError, match="lacks parameters inter_op_threads"):
         server.wait_ready(timeout=120)

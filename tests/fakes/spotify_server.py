@@ -36,8 +36,7 @@ class FakeSpotify:
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-spotify",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-spotify", daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -56,7 +55,7 @@ class FakeSpotify:
         with self._lock:
             return [r for r in self.requests if r["path"].startswith(prefix) and (method is None or r["method"] == method)]
 
-    def start(self) -> "FakeSpotify":
+    def start(self) -> FakeSpotify:
         self._thread.start()
         return self
 
@@ -66,7 +65,7 @@ class FakeSpotify:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeSpotify":
+    def __enter__(self) -> FakeSpotify:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -82,10 +81,13 @@ class FakeSpotify:
             "duration_ms": 200_000,
             "preview_url": f"https://p.scdn.co/mp3-preview/{track_id}",
             "external_urls": {"spotify": f"https://open.spotify.com/track/{track_id}"},
-            "album": {"name": f"Album of {track_id}", "images": [
-                {"url": f"https://i.scdn.co/image/{track_id}-640", "width": 640, "height": 640},
-                {"url": f"https://i.scdn.co/image/{track_id}-64", "width": 64, "height": 64},
-            ]},
+            "album": {
+                "name": f"Album of {track_id}",
+                "images": [
+                    {"url": f"https://i.scdn.co/image/{track_id}-640", "width": 640, "height": 640},
+                    {"url": f"https://i.scdn.co/image/{track_id}-64", "width": 64, "height": 64},
+                ],
+            },
         }
 
 
@@ -115,8 +117,14 @@ def _handler_for(fake: FakeSpotify):
 
         def _record(self, body: bytes) -> None:
             with fake._lock:
-                fake.requests.append({"method": self.command, "path": urlparse(self.path).path,
-                                      "auth": self.headers.get("Authorization"), "body": body.decode(errors="replace")})
+                fake.requests.append(
+                    {
+                        "method": self.command,
+                        "path": urlparse(self.path).path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": body.decode(errors="replace"),
+                    }
+                )
 
         def _api_failure(self) -> bool:
             """Answer per ``fake.behaviour``; True when the request has been answered."""
@@ -129,8 +137,7 @@ def _handler_for(fake: FakeSpotify):
             elif b == "403":
                 self._send(403, {"error": {"status": 403, "message": "Forbidden"}})
             elif b == "429":
-                self._send(429, {"error": {"status": 429, "message": "API rate limit exceeded"}},
-                           {"Retry-After": fake.retry_after})
+                self._send(429, {"error": {"status": 429, "message": "API rate limit exceeded"}}, {"Retry-After": fake.retry_after})
             elif b in ("500", "502", "503"):
                 self._send(int(b), {"error": {"status": int(b), "message": "Service unavailable"}})
             else:
@@ -148,8 +155,15 @@ def _handler_for(fake: FakeSpotify):
                 elif form.get("grant_type") == "client_credentials":
                     self._send(200, {"access_token": "app-token", "token_type": "Bearer", "expires_in": 3600})
                 elif form.get("grant_type") == "refresh_token" and form.get("refresh_token"):
-                    self._send(200, {"access_token": "user-token", "token_type": "Bearer", "expires_in": 3600,
-                                     "scope": "playlist-modify-private playlist-modify-public"})
+                    self._send(
+                        200,
+                        {
+                            "access_token": "user-token",
+                            "token_type": "Bearer",
+                            "expires_in": 3600,
+                            "scope": "playlist-modify-private playlist-modify-public",
+                        },
+                    )
                 else:
                     self._send(400, {"error": "unsupported_grant_type"})
                 return
@@ -159,10 +173,20 @@ def _handler_for(fake: FakeSpotify):
                 payload = json.loads(body or b"{}")
                 with fake._lock:
                     playlist_id = f"pl{len(fake.playlists) + 1:020d}"
-                    fake.playlists[playlist_id] = {"name": payload.get("name"), "public": payload.get("public"),
-                                                   "description": payload.get("description"), "items": []}
-                self._send(201, {"id": playlist_id, "name": payload.get("name"),
-                                 "external_urls": {"spotify": f"https://open.spotify.com/playlist/{playlist_id}"}})
+                    fake.playlists[playlist_id] = {
+                        "name": payload.get("name"),
+                        "public": payload.get("public"),
+                        "description": payload.get("description"),
+                        "items": [],
+                    }
+                self._send(
+                    201,
+                    {
+                        "id": playlist_id,
+                        "name": payload.get("name"),
+                        "external_urls": {"spotify": f"https://open.spotify.com/playlist/{playlist_id}"},
+                    },
+                )
                 return
             match = re.fullmatch(r"/v1/playlists/(\w+)/items", path)
             if match and match.group(1) in fake.playlists:

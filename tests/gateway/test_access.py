@@ -57,13 +57,17 @@ def test_api_keys_guard_every_route_but_the_probes(tmp_path):
 
 def test_rate_limit_per_key_in_memory(tmp_path):
     with gateway(tmp_path, api_keys='["a", "b"]', rate_limit="3/minute") as url:
-        statuses = [httpx.post(f"{url}/music_recommendation", json={"emotion": "joy", "enrich": False},
-                               headers={"Authorization": "Bearer a"}).status_code for _ in range(4)]
+        statuses = [
+            httpx.post(f"{url}/music_recommendation", json={"emotion": "joy", "enrich": False}, headers={"Authorization": "Bearer a"}).status_code
+            for _ in range(4)
+        ]
         assert statuses == [200, 200, 200, 429]
         refused = httpx.post(f"{url}/music_recommendation", json={"emotion": "joy"}, headers={"Authorization": "Bearer a"})
         assert refused.json()["error"] == "rate_limited" and 1 <= int(refused.headers["retry-after"]) <= 60
-        assert httpx.post(f"{url}/music_recommendation", json={"emotion": "joy", "enrich": False},
-                          headers={"Authorization": "Bearer b"}).status_code == 200  # another key, its own budget
+        assert (
+            httpx.post(f"{url}/music_recommendation", json={"emotion": "joy", "enrich": False}, headers={"Authorization": "Bearer b"}).status_code
+            == 200
+        )  # another key, its own budget
         assert httpx.get(f"{url}/healthz").status_code == 200  # probes are never limited
 
 
@@ -73,8 +77,11 @@ def redis_url(tmp_path):
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -89,8 +96,10 @@ def redis_url(tmp_path):
 
 def test_two_replicas_share_one_budget_through_redis(tmp_path, redis_url):
     """Open service (no keys): the budget is per client address, and both replicas count in the same Redis."""
-    with gateway(tmp_path, "a", rate_limit="4/minute", rate_limit_storage=redis_url) as a, \
-            gateway(tmp_path, "b", rate_limit="4/minute", rate_limit_storage=redis_url) as b:
+    with (
+        gateway(tmp_path, "a", rate_limit="4/minute", rate_limit_storage=redis_url) as a,
+        gateway(tmp_path, "b", rate_limit="4/minute", rate_limit_storage=redis_url) as b,
+    ):
         body = {"emotion": "calm", "enrich": False}
         statuses = [httpx.post(f"{url}/music_recommendation", json=body).status_code for url in (a, b, a, b, a, b)]
         assert statuses == [200, 200, 200, 200, 429, 429]
@@ -101,7 +110,7 @@ def test_admission_control_refuses_beyond_the_limit_and_keeps_probes(tmp_path):
         host, port = url.removeprefix("http://").split(":")
         held = socket.create_connection((host, int(port)))
         try:  # a request that is admitted and then stalls in its body: it holds the one slot
-            held.sendall(b"POST /text_emotion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"te")
+            held.sendall(b'POST /text_emotion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"te')
             time.sleep(0.5)
             refused = httpx.post(f"{url}/text_emotion", json=TEXT)
             assert refused.status_code == 429 and refused.json()["error"] == "overloaded", refused.text
@@ -144,8 +153,10 @@ def test_slow_and_idle_clients_are_cut_off(tmp_path):
         assert b"431" in _read_all(huge, 5).split(b"\r\n", 1)[0]
         one_write = socket.create_connection((host, int(port)))  # headers and a large body in one segment are not "large headers"
         body = json.dumps({"texts": ["i feel fine " * 400] * 40}).encode()
-        one_write.sendall(b"POST /text_emotion?recommend=false HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        one_write.sendall(
+            b"POST /text_emotion?recommend=false HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+        )
         assert _read_all(one_write, 60).startswith(b"HTTP/1.1 200")
         for s in [*idle, slow_header, slow_body, huge, one_write]:
             s.close()
@@ -183,8 +194,17 @@ def test_keys_with_a_wildcard_origin_are_refused_at_start():
         Settings(api_keys=["k"], cors_origins=["*"])
 
 
-@pytest.mark.parametrize("text, status", [("happy \ud800 day", 422), ("\ud83d", 422), ("nul \x00 inside", 200),
-                                          ("\x00\x01\x02", 422), ("bell \x07 and escape \x1b[31m red", 200), ("\u200b", 422)])
+@pytest.mark.parametrize(
+    "text, status",
+    [
+        ("happy \ud800 day", 422),
+        ("\ud83d", 422),
+        ("nul \x00 inside", 200),
+        ("\x00\x01\x02", 422),
+        ("bell \x07 and escape \x1b[31m red", 200),
+        ("\u200b", 422),
+    ],
+)
 def test_every_valid_json_string_gets_an_answer_or_a_4xx(tmp_path, text, status, local_text_gateway):
     body = json.dumps({"text": text}).encode()  # json.dumps escapes the surrogate: valid JSON, invalid Unicode
     answer = httpx.post(f"{local_text_gateway}/text_emotion", content=body, headers={"Content-Type": "application/json"}, timeout=30)
@@ -201,8 +221,15 @@ def local_text_gateway(tmp_path_factory):
 
 def test_a_dead_triton_gives_a_503_that_leaks_no_address(tmp_path):
     dead = free_port()
-    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(dead), "EMOTUNE_TRITON_TIMEOUT_S": "2",
-                                  "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY)}, tmp_path / "dead.log")
+    process, url = start_gateway(
+        {
+            "EMOTUNE_BACKEND": "triton",
+            "EMOTUNE_TRITON_GRPC_PORT": str(dead),
+            "EMOTUNE_TRITON_TIMEOUT_S": "2",
+            "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+        },
+        tmp_path / "dead.log",
+    )
     try:
         for answer in (httpx.post(f"{url}/text_emotion", json=TEXT, timeout=30), httpx.get(f"{url}/readyz", timeout=30)):
             assert answer.status_code == 503

@@ -30,8 +30,15 @@ def test_local_backend_gives_the_same_labels_as_triton(client: httpx.Client, loc
 
 def test_triton_down_gives_503_quickly(tmp_path):
     dead_port = free_port()
-    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(dead_port),
-                                  "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "EMOTUNE_TRITON_TIMEOUT_S": "2"}, tmp_path / "gw.log")
+    process, url = start_gateway(
+        {
+            "EMOTUNE_BACKEND": "triton",
+            "EMOTUNE_TRITON_GRPC_PORT": str(dead_port),
+            "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+            "EMOTUNE_TRITON_TIMEOUT_S": "2",
+        },
+        tmp_path / "gw.log",
+    )
     try:
         started = time.monotonic()
         r = httpx.post(f"{url}/text_emotion", json={"text": "hello there"}, timeout=30)
@@ -49,16 +56,30 @@ def test_model_not_ready_gives_503(tmp_path):
     """Triton up, but the model unloaded: requests and readiness answer 503, liveness stays 200."""
     from emotune.triton_server import TritonServer
 
-    server = TritonServer(REPOSITORY, ["text_emotion"], http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          log_file=tmp_path / "triton.log", model_control=True)  # explicit mode, so the test may unload
+    server = TritonServer(
+        REPOSITORY,
+        ["text_emotion"],
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_file=tmp_path / "triton.log",
+        model_control=True,
+    )  # explicit mode, so the test may unload
     with server:
         server.wait_ready(timeout=300)
-        process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(server.grpc_port),
-                                      "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "EMOTUNE_MODELS": '["text_emotion"]'},
-                                     tmp_path / "gw.log")
+        process, url = start_gateway(
+            {
+                "EMOTUNE_BACKEND": "triton",
+                "EMOTUNE_TRITON_GRPC_PORT": str(server.grpc_port),
+                "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+                "EMOTUNE_MODELS": '["text_emotion"]',
+            },
+            tmp_path / "gw.log",
+        )
         try:
             assert httpx.post(f"{url}/text_emotion", json={"text": "hello"}, timeout=30).status_code == 200
-            assert httpx.post(f"{server.http_url}/v2/repository/models/text_emotion/unload", headers=server.control_headers, timeout=30).status_code == 200
+            unload = f"{server.http_url}/v2/repository/models/text_emotion/unload"
+            assert httpx.post(unload, headers=server.control_headers, timeout=30).status_code == 200
             r = httpx.post(f"{url}/text_emotion", json={"text": "hello"}, timeout=30)
             assert r.status_code == 503 and r.json()["error"] == "model_unavailable", r.text
             ready = httpx.get(f"{url}/readyz", timeout=30)

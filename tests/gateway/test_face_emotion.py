@@ -25,13 +25,14 @@ from tests.gateway.test_face_image import encode, png_bomb, skimage_image, two_f
 MODEL_DIR = REPOSITORY / "face_emotion"
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
-pytestmark = pytest.mark.skipif(not all((REPOSITORY / m / "config.pbtxt").exists() for m in ("face_emotion", "face_detection", "face_pipeline")),
-                                reason="face_emotion / face_detection / face_pipeline are not exported")
+pytestmark = pytest.mark.skipif(
+    not all((REPOSITORY / m / "config.pbtxt").exists() for m in ("face_emotion", "face_detection", "face_pipeline")),
+    reason="face_emotion / face_detection / face_pipeline are not exported",
+)
 
 
 def post_image(client: httpx.Client, data: bytes, name: str = "face.jpg", **params) -> httpx.Response:
-    return client.post("/facial_emotion", files={"file": (name, data, "application/octet-stream")},
-                       params={"recommend": "false", **params})
+    return client.post("/facial_emotion", files={"file": (name, data, "application/octet-stream")}, params={"recommend": "false", **params})
 
 
 def check_answer(body: dict) -> None:
@@ -258,7 +259,7 @@ def test_body_over_the_request_limit_is_refused_before_parsing(client: httpx.Cli
     assert r.json()["error"] == "request_too_large" and str(41 * 1024 * 1024) in r.json()["message"]
 
     def chunks():
-        boundary = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        boundary = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
         yield boundary
         for _ in range(43):
             yield b"\x00" * (1024 * 1024)

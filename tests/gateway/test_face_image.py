@@ -119,6 +119,7 @@ def test_truncated_image(fmt):
 
 def png_bomb(width: int, height: int) -> bytes:
     """A valid 1-bit PNG of ``width``×``height`` zeros: a few KB that would decode to width×height pixels."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
@@ -138,8 +139,11 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert reason(exc) == ("image_too_large", 413)
 
 
-@pytest.mark.parametrize(("width", "height"), [(40_000, 1_000), (39_000_000, 1), (1, 39_000_000), (100_000, 2)],
-                         ids=["strip-40000x1000", "line-39000000x1", "column-1x39000000", "strip-100000x2"])
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(40_000, 1_000), (39_000_000, 1), (1, 39_000_000), (100_000, 2)],
+    ids=["strip-40000x1000", "line-39000000x1", "column-1x39000000", "strip-100000x2"],
+)
 @pytest.mark.parametrize("detect", [False, True])
 def test_extreme_shapes_are_refused_from_the_header(width, height, detect):
     """The #23 probe: a 4.9 KB 1-bit 40000×1000 PNG padded to 40000² cost 3 GB with detect=false; a 39,000,000×1

@@ -150,8 +150,13 @@ def test_metrics_endpoint_serves_prometheus_text(small_client: TestClient):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     body = response.text
-    for name in ("emotune_http_requests_total", "emotune_http_request_duration_seconds_bucket", "emotune_errors_total",
-                 "emotune_inference_duration_seconds_bucket", "emotune_http_requests_in_progress"):
+    for name in (
+        "emotune_http_requests_total",
+        "emotune_http_request_duration_seconds_bucket",
+        "emotune_errors_total",
+        "emotune_inference_duration_seconds_bucket",
+        "emotune_http_requests_in_progress",
+    ):
         assert f"\n{name}" in body or body.startswith(name), name
     assert 'endpoint="/emotion/text"' in body
     assert "/metrics" not in small_client.get("/openapi.json").json()["paths"]
@@ -182,8 +187,7 @@ def test_json_access_log_has_one_line_per_request_with_request_id(small_app: Fas
     assert lines[1]["status"] == 404 and lines[1]["level"] == "warning" and lines[1]["error"] == "http_404"
 
 
-needs_text_model = pytest.mark.skipif(not (TEXT_MODEL_DIR / "model.json").exists(),
-                                      reason="model_repository/python/text_emotion not exported yet")
+needs_text_model = pytest.mark.skipif(not (TEXT_MODEL_DIR / "model.json").exists(), reason="model_repository/python/text_emotion not exported yet")
 
 
 @pytest.fixture
@@ -196,8 +200,7 @@ def gateway():
 
 
 def classify(gateway: TestClient, request_id: str):
-    return gateway.post("/text_emotion", params={"recommend": "false"}, json={"text": "I am so happy today"},
-                        headers={"X-Request-ID": request_id})
+    return gateway.post("/text_emotion", params={"recommend": "false"}, json={"text": "I am so happy today"}, headers={"X-Request-ID": request_id})
 
 
 @needs_text_model
@@ -253,9 +256,16 @@ def json_logging_gateway(triton, tmp_path_factory):
     from tests.conftest import REPOSITORY, start_gateway, stop_gateway
 
     log = tmp_path_factory.mktemp("gateway_json_logs") / "gateway.log"
-    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
-                                  "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "EMOTUNE_MODELS": '["text_emotion"]',
-                                  "EMOTUNE_LOG_JSON": "true"}, log)
+    process, url = start_gateway(
+        {
+            "EMOTUNE_BACKEND": "triton",
+            "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
+            "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+            "EMOTUNE_MODELS": '["text_emotion"]',
+            "EMOTUNE_LOG_JSON": "true",
+        },
+        log,
+    )
     yield url, log
     stop_gateway(process)
 
@@ -278,8 +288,9 @@ def test_gateway_over_triton_exposes_metrics_and_logs_json_with_request_id(json_
 
     url, log = json_logging_gateway
     with httpx.Client(base_url=url, timeout=30) as http:
-        response = http.post("/text_emotion", params={"recommend": "false"}, json={"text": "what a wonderful surprise"},
-                             headers={"X-Request-ID": "e2e-triton-1"})
+        response = http.post(
+            "/text_emotion", params={"recommend": "false"}, json={"text": "what a wonderful surprise"}, headers={"X-Request-ID": "e2e-triton-1"}
+        )
         assert response.status_code == 200, response.text
         assert response.headers["x-request-id"] == "e2e-triton-1"
         metrics = http.get("/metrics").text

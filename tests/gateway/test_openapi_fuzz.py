@@ -20,12 +20,34 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(tmp_path)
     st = Path(sys.executable).with_name("st")
     if not st.exists() and shutil.which("st") is None:
         pytest.skip("schemathesis is not installed (the [test] extra has it)")
-    process, url = start_gateway({"EMOTUNE_BACKEND": "local", "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
-                                  "EMOTUNE_MODELS": '["text_emotion", "speech_emotion", "face_emotion"]'}, tmp_path / "gw.log")
+    process, url = start_gateway(
+        {
+            "EMOTUNE_BACKEND": "local",
+            "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+            "EMOTUNE_MODELS": '["text_emotion", "speech_emotion", "face_emotion"]',
+        },
+        tmp_path / "gw.log",
+    )
     try:
-        run = subprocess.run([str(st if st.exists() else "st"), "run", f"{url}/openapi.json", "--checks", CHECKS, "--max-examples", "12",
-                              "--generation-deterministic", "--phases", "examples,coverage,fuzzing", "--no-color"],
-                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        run = subprocess.run(
+            [
+                str(st if st.exists() else "st"),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                "12",
+                "--generation-deterministic",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
     finally:
         stop_gateway(process)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -72,8 +72,17 @@ async def test_text_sorts_by_length_chunks_by_the_model_batch_and_keeps_the_orde
     assert [shape["input_ids"][0] for _, shape in backend.calls] == [32, 32, 6]  # max_batch_size 32
 
 
-@pytest.mark.parametrize("texts, error", [([], "empty_batch"), (["   "], "empty_text"), (["\x00\x01"], "empty_text"),
-                                          (["ok \ud800"], "invalid_text"), (["x" * 5001], "text_too_long"), (["a"] * 65, "batch_too_large")])
+@pytest.mark.parametrize(
+    "texts, error",
+    [
+        ([], "empty_batch"),
+        (["   "], "empty_text"),
+        (["\x00\x01"], "empty_text"),
+        (["ok \ud800"], "invalid_text"),
+        (["x" * 5001], "text_too_long"),
+        (["a"] * 65, "batch_too_large"),
+    ],
+)
 async def test_text_refuses_what_it_cannot_answer(models, texts, error):
     emotions, backend = service(models)
     with pytest.raises(EmotuneError) as raised:

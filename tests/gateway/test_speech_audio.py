@@ -143,10 +143,16 @@ def bad_inputs(speech: np.ndarray) -> dict[str, tuple[bytes, int, str]]:
         "garbage_flac": (garbage_body, 422, "corrupt_audio"),
         "zero_frames": (encode_soundfile(np.zeros(0, np.float32), SR, "WAV"), 422, "empty_audio"),
         "silence": (encode_soundfile(np.zeros(2 * SR, np.float32), SR, "WAV"), 422, "silent_audio"),
-        "near_silence": (encode_soundfile((1e-4 * np.random.default_rng(3).standard_normal(2 * SR)).astype(np.float32), SR, "WAV", "FLOAT"),
-                         422, "silent_audio"),
-        "click": (encode_soundfile(np.concatenate([np.zeros(SR), 0.5 * np.hanning(800), np.zeros(SR)]).astype(np.float32), SR, "WAV"),
-                  422, "audio_too_short"),
+        "near_silence": (
+            encode_soundfile((1e-4 * np.random.default_rng(3).standard_normal(2 * SR)).astype(np.float32), SR, "WAV", "FLOAT"),
+            422,
+            "silent_audio",
+        ),
+        "click": (
+            encode_soundfile(np.concatenate([np.zeros(SR), 0.5 * np.hanning(800), np.zeros(SR)]).astype(np.float32), SR, "WAV"),
+            422,
+            "audio_too_short",
+        ),
         "too_long": (encode_soundfile(long_noise, SR, "FLAC"), 413, "audio_too_long"),
     }
 

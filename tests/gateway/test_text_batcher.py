@@ -121,8 +121,16 @@ def test_a_hung_backend_gives_every_queued_request_a_503_at_its_deadline():
 def test_gateway_with_coalescing_answers_concurrent_requests_like_single_ones(triton, tmp_path):
     """Through a real gateway with EMOTUNE_TEXT_COALESCE=true and Triton: the same answers alone and under concurrency,
     and a bad text in the burst is refused on its own."""
-    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port), "EMOTUNE_TEXT_COALESCE": "true",
-                                  "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "EMOTUNE_MODELS": '["text_emotion"]'}, tmp_path / "gw.log")
+    process, url = start_gateway(
+        {
+            "EMOTUNE_BACKEND": "triton",
+            "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
+            "EMOTUNE_TEXT_COALESCE": "true",
+            "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+            "EMOTUNE_MODELS": '["text_emotion"]',
+        },
+        tmp_path / "gw.log",
+    )
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             alone = [client.post("/text_emotion", json={"text": t}).json() for t in TEXTS]

@@ -75,10 +75,23 @@ def chromium_options(fake_media: dict[str, Path], profile: Path, width: int = 12
 
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-                 f"--window-size={width},{height}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 f"--use-file-for-fake-video-capture={fake_media['video']}", f"--use-file-for-fake-audio-capture={fake_media['audio']}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={fake_media['video']}",
+        f"--use-file-for-fake-audio-capture={fake_media['audio']}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return options
@@ -123,4 +136,3 @@ def screenshot(tmp_path):
         return path
 
     return take
-

@@ -219,8 +219,15 @@ def test_phone_width_keyboard_and_labels(make_browser, gateway_url, screenshot):
 @pytest.fixture
 def dead_triton_gateway(tmp_path):
     """A gateway pointed at a tritonserver port nothing listens on (the session's Triton stays up)."""
-    process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(free_port()),
-                                  "EMOTUNE_TRITON_TIMEOUT_S": "2", "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY)}, tmp_path / "gateway.log")
+    process, url = start_gateway(
+        {
+            "EMOTUNE_BACKEND": "triton",
+            "EMOTUNE_TRITON_GRPC_PORT": str(free_port()),
+            "EMOTUNE_TRITON_TIMEOUT_S": "2",
+            "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+        },
+        tmp_path / "gateway.log",
+    )
     yield url
     stop_gateway(process)
 
@@ -246,12 +253,21 @@ def spotify_gateway(triton, tmp_path):
     from tests.fakes.spotify_server import FakeSpotify
 
     with FakeSpotify() as fake:
-        process, url = start_gateway({"EMOTUNE_BACKEND": "triton", "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
-                                      "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY), "SPOTIPY_CLIENT_ID": "page-test",
-                                      "SPOTIPY_CLIENT_SECRET": "page-secret", "SPOTIPY_REDIRECT_URI": "http://127.0.0.1:9/callback",
-                                      "EMOTUNE_SPOTIFY_REFRESH_TOKEN": "page-refresh", "EMOTUNE_SPOTIFY_API_PREFIX": fake.api_prefix,
-                                      "EMOTUNE_SPOTIFY_TOKEN_URL": fake.token_url, "EMOTUNE_API_KEYS": f'["{API_KEY}"]'},
-                                     tmp_path / "gateway.log")
+        process, url = start_gateway(
+            {
+                "EMOTUNE_BACKEND": "triton",
+                "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
+                "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
+                "SPOTIPY_CLIENT_ID": "page-test",
+                "SPOTIPY_CLIENT_SECRET": "page-secret",
+                "SPOTIPY_REDIRECT_URI": "http://127.0.0.1:9/callback",
+                "EMOTUNE_SPOTIFY_REFRESH_TOKEN": "page-refresh",
+                "EMOTUNE_SPOTIFY_API_PREFIX": fake.api_prefix,
+                "EMOTUNE_SPOTIFY_TOKEN_URL": fake.token_url,
+                "EMOTUNE_API_KEYS": f'["{API_KEY}"]',
+            },
+            tmp_path / "gateway.log",
+        )
         try:
             yield url, fake
         finally:

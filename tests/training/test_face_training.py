@@ -182,8 +182,16 @@ def test_selection_check_scores_the_choice_on_the_other_half():
     rng = np.random.default_rng(7)  # not selection_check's own seed, whose halves would then follow these draws
     single = rng.random(2000) < 0.6
     better = single | (rng.random(2000) < 0.25)
-    c = lambda members, correct: {"members": members, "val_dedup_accuracy": float(correct.mean()), "repository_mb": 5.0 * len(members),  # noqa: E731
-                                  "fits_size_budget": True, "tta": True}
+
+    def c(members, correct):
+        return {
+            "members": members,
+            "val_dedup_accuracy": float(correct.mean()),
+            "repository_mb": 5.0 * len(members),
+            "fits_size_budget": True,
+            "tta": True,
+        }
+
     check = selection_check([c(["a"], single), c(["a", "b"], better)], np.array([single, better]), splits=20)
     assert check["served_on_other_half"] == pytest.approx(better.mean(), abs=0.01)
     assert check["best_single_on_other_half"] == pytest.approx(single.mean(), abs=0.01)

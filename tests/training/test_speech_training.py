@@ -75,8 +75,7 @@ def test_smoke_training_and_export(ravdess, tmp_path):
     from training.speech import train_speech
 
     run = tmp_path / "run"
-    cfg = SpeechTrainConfig(data_dir=ravdess, out_dir=run, epochs=2, limit=28, test_limit=14, augment_copies=1, workers=1,
-                            batch_size=8, threads=1)
+    cfg = SpeechTrainConfig(data_dir=ravdess, out_dir=run, epochs=2, limit=28, test_limit=14, augment_copies=1, workers=1, batch_size=8, threads=1)
     report = train_speech(cfg)
     assert report["labels"] == DESIGNED_LABELS and report["test_pytorch_fp32"]["n"] == 14
     assert "held out by id" in report["split"]
@@ -122,8 +121,20 @@ def test_whisper_variant_cross_validates_trains_and_exports(ravdess, tmp_path):
     from training.speech_whisper import WhisperTrainConfig, train_whisper
 
     run = tmp_path / "whisper_run"
-    cfg = WhisperTrainConfig(data_dir=ravdess, out_dir=run, cache_dir=None, sweep_report=None, blocks=2, layers=(0, 1, 2), epochs=2, limit=28,
-                             n_folds=2, augment_copies=0, workers=1, threads=1)
+    cfg = WhisperTrainConfig(
+        data_dir=ravdess,
+        out_dir=run,
+        cache_dir=None,
+        sweep_report=None,
+        blocks=2,
+        layers=(0, 1, 2),
+        epochs=2,
+        limit=28,
+        n_folds=2,
+        augment_copies=0,
+        workers=1,
+        threads=1,
+    )
     report = train_whisper(cfg)
     assert report["cv_out_of_fold_pytorch_fp32"]["n"] == 28 and "Whisper-base" in report["model"]
     assert len(report["cv_per_fold"]) == 2 and 1 <= report["best_epoch"] <= 2

@@ -28,8 +28,7 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-REQUIRED = ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "disabled_optimizers", "length_input",
-            "length_group_slack_tokens")
+REQUIRED = ("intra_op_threads", "inter_op_threads", "graph_optimization_level", "disabled_optimizers", "length_input", "length_group_slack_tokens")
 
 
 class TritonPythonModel:
@@ -68,8 +67,9 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses, start = [], 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + size]))
-                       for name, out in zip(self.outputs, results, strict=True)]
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + size])) for name, out in zip(self.outputs, results, strict=True)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

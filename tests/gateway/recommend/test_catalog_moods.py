@@ -13,9 +13,31 @@ from gateway.recommend.moods import FEATURES, MOOD_TABLE, UnknownEmotion, resolv
 TEXT_LABELS = ["joy", "sadness", "anger", "fear", "surprise", "love"]
 SPEECH_LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 FACE_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-WIDER_MOODS = ["excited", "bored", "tired", "relaxed", "stressed", "anxious", "depressed", "lonely", "energetic",
-               "nostalgic", "confused", "frustrated", "hopeful", "proud", "guilty", "jealous", "ashamed",
-               "disappointed", "content", "insecure", "embarrassed", "overwhelmed", "amused"]
+WIDER_MOODS = [
+    "excited",
+    "bored",
+    "tired",
+    "relaxed",
+    "stressed",
+    "anxious",
+    "depressed",
+    "lonely",
+    "energetic",
+    "nostalgic",
+    "confused",
+    "frustrated",
+    "hopeful",
+    "proud",
+    "guilty",
+    "jealous",
+    "ashamed",
+    "disappointed",
+    "content",
+    "insecure",
+    "embarrassed",
+    "overwhelmed",
+    "amused",
+]
 
 
 def test_default_catalog_is_shipped_and_clean(catalog):
@@ -30,8 +52,7 @@ def test_default_catalog_is_shipped_and_clean(catalog):
 
 
 def _rows() -> pd.DataFrame:
-    base = {"popularity": 60, "year": 2018, "valence": 0.5, "energy": 0.5, "danceability": 0.5, "tempo": 120.0,
-            "acousticness": 0.2, "mode": 1}
+    base = {"popularity": 60, "year": 2018, "valence": 0.5, "energy": 0.5, "danceability": 0.5, "tempo": 120.0, "acousticness": 0.2, "mode": 1}
     rows = [
         {"artist": "A", "track": "Song", "track_id": "spotify:track:" + "a" * 22, **base},
         {"artist": "A", "track": "Song", "track_id": "spotify:track:" + "a" * 22, **base, "popularity": 90},  # same id
@@ -120,6 +141,8 @@ def test_docs_table_matches_the_code():
     for m in MOOD_TABLE.values():
         aliases = ", ".join(sorted(k for k, v in ALIASES.items() if v == m.mood))
         mode = {1.0: "major", 0.0: "minor", 0.5: "either"}[m.mode]
-        row = (f"| {m.mood} | {m.valence:.2f} | {m.energy:.2f} | {m.danceability:.2f} | {m.tempo:.0f} | "
-               f"{m.acousticness:.2f} | {mode} | {m.uplift_to or '—'} | {aliases} |")
+        row = (
+            f"| {m.mood} | {m.valence:.2f} | {m.energy:.2f} | {m.danceability:.2f} | {m.tempo:.0f} | "
+            f"{m.acousticness:.2f} | {mode} | {m.uplift_to or '—'} | {aliases} |"
+        )
         assert row in doc, f"docs/recommendation.md is out of date for {m.mood}"

@@ -53,9 +53,17 @@ async def test_music_recommendation_answers_like_the_original(client):
 
 
 async def test_strategy_filters_and_no_enrichment(client):
-    response = await client.post("/music_recommendation", json={
-        "emotion": "Sad", "limit": 8, "strategy": "uplift", "enrich": False, "max_per_artist": 1,
-        "filters": {"year_min": 2019, "min_popularity": 65}})
+    response = await client.post(
+        "/music_recommendation",
+        json={
+            "emotion": "Sad",
+            "limit": 8,
+            "strategy": "uplift",
+            "enrich": False,
+            "max_per_artist": 1,
+            "filters": {"year_min": 2019, "min_popularity": 65},
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["emotion"] == "sad" and body["mood"] == "sadness" and body["strategy"] == "uplift"
@@ -71,16 +79,19 @@ async def test_unknown_emotion_lists_the_valid_ones(client):
     assert {"joy", "sad", "nostalgic", "calm"} <= set(body["details"][0]["valid_emotions"])
 
 
-@pytest.mark.parametrize(("payload", "code"), [
-    ({"emotion": "joy", "limit": 0}, "invalid_limit"),
-    ({"emotion": "joy", "limit": 51}, "invalid_limit"),
-    ({"emotion": "joy", "filters": {"year_min": 2019, "year_max": 2017}}, "invalid_filters"),
-    ({"emotion": "joy", "filters": {"min_popularity": 101}}, "invalid_request"),
-    ({"emotion": "joy", "filters": {"genre": "rock"}}, "invalid_request"),
-    ({"emotion": "joy", "strategy": "sideways"}, "invalid_request"),
-    ({"emotion": ""}, "invalid_request"),
-    ({"limit": 3}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"emotion": "joy", "limit": 0}, "invalid_limit"),
+        ({"emotion": "joy", "limit": 51}, "invalid_limit"),
+        ({"emotion": "joy", "filters": {"year_min": 2019, "year_max": 2017}}, "invalid_filters"),
+        ({"emotion": "joy", "filters": {"min_popularity": 101}}, "invalid_request"),
+        ({"emotion": "joy", "filters": {"genre": "rock"}}, "invalid_request"),
+        ({"emotion": "joy", "strategy": "sideways"}, "invalid_request"),
+        ({"emotion": ""}, "invalid_request"),
+        ({"limit": 3}, "invalid_request"),
+    ],
+)
 async def test_bad_requests_are_clear_4xx(client, payload, code):
     response = await client.post("/music_recommendation", json=payload)
     assert response.status_code == 422, response.text
@@ -129,8 +140,7 @@ async def test_playlist_request_without_user_oauth_still_recommends(client):
     assert response.json()["playlist"]["reason"] == "user_auth_not_configured"
 
 
-needs_text_model = pytest.mark.skipif(not (TEXT_MODEL_DIR / "model.json").exists(),
-                                      reason="model_repository/python/text_emotion not exported yet")
+needs_text_model = pytest.mark.skipif(not (TEXT_MODEL_DIR / "model.json").exists(), reason="model_repository/python/text_emotion not exported yet")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from gateway.errors import EmotuneError, InvalidInput
+from gateway.errors import InvalidInput
 from gateway.recommend.ranker import Filters
 from gateway.recommend.service import Recommender
 
@@ -16,8 +16,13 @@ from gateway.recommend.service import Recommender
 def recommender(catalog):
     from gateway.settings import Settings
 
-    settings = Settings(_env_file=None, SPOTIPY_CLIENT_ID=None, SPOTIPY_CLIENT_SECRET=None,
-                        spotify_api_prefix="http://127.0.0.1:9/v1/", spotify_token_url="http://127.0.0.1:9/api/token")
+    settings = Settings(
+        _env_file=None,
+        SPOTIPY_CLIENT_ID=None,
+        SPOTIPY_CLIENT_SECRET=None,
+        spotify_api_prefix="http://127.0.0.1:9/v1/",
+        spotify_token_url="http://127.0.0.1:9/api/token",
+    )
     recommender = Recommender(settings, catalog=catalog)
     yield recommender
     recommender.spotify.close()

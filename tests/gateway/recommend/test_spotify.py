@@ -69,7 +69,9 @@ async def test_no_credentials_means_catalog_only(enricher_for, fake_spotify):
     assert fake_spotify.requests == [] and items[0]["image_url"] is None
 
 
-@pytest.mark.parametrize(("behaviour", "reason"), [("401", "unauthorized"), ("403", "forbidden"), ("500", "spotify_unavailable"), ("503", "spotify_unavailable")])
+@pytest.mark.parametrize(
+    ("behaviour", "reason"), [("401", "unauthorized"), ("403", "forbidden"), ("500", "spotify_unavailable"), ("503", "spotify_unavailable")]
+)
 async def test_api_errors_skip_enrichment_and_pause(fake_spotify, enricher_for, behaviour, reason):
     fake_spotify.behaviour = behaviour
     enricher = enricher_for(fake_spotify)
