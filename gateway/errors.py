@@ -91,11 +91,3 @@ class ModelUnavailable(Unavailable):
     def __init__(self, model: str, internal: str):
         super().__init__("model_unavailable", f"the {model} model is unavailable right now; try again shortly", internal=internal)
         self.model = model
-
-
-_KINDS_BY_STATUS = {k.status: k for k in (BadRequest, Unauthorized, TooLarge, UnsupportedMedia, InvalidInput, Overloaded, Unavailable)}
-
-
-def ServiceError(status: int, code: str, message: str, details: list | None = None) -> EmotuneError:  # noqa: N802
-    """Transitional: the kind for a status, for code written before the kinds existed (removed once callers move)."""
-    return _KINDS_BY_STATUS.get(status, EmotuneError)(code, message, details)

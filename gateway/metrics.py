@@ -86,13 +86,6 @@ def set_modality(modality: str) -> None:
         ctx.modality = modality
 
 
-def record_error(kind: str) -> None:
-    """Name this request's error kind explicitly instead of reading it from the error body."""
-    ctx = _current.get()
-    if ctx is not None:
-        ctx.error_kind = kind
-
-
 class observe_inference:  # noqa: N801 - used like a function: ``with observe_inference("text_emotion"):``
     """Times one inference call; failures are counted by kind instead of polluting the latency histogram."""
 
