@@ -29,12 +29,7 @@ RUN find ./model_repository/onnxruntime -mindepth 2 -maxdepth 2 -type d -name '[
 
 FROM python:3.11.10-slim-bookworm
 
-# ffmpeg decodes compressed audio uploads (mp3, m4a, webm, ogg) for librosa; libsndfile1 reads wav/flac.
-# Debian package versions move with point releases, so they are not pinned here (the base image tag is).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg libsndfile1 \
-    && rm -rf /var/lib/apt/lists/*
+# No system codec packages: PyAV's wheel carries FFmpeg's decoders (mp3, m4a, webm, ogg) and soundfile's carries libsndfile.
 
 RUN groupadd --system --gid 10001 emotune \
     && useradd --system --uid 10001 --gid emotune --home-dir /app --no-create-home --shell /usr/sbin/nologin emotune
