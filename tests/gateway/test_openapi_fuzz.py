@@ -24,7 +24,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(tmp_path)
         {
             "EMOTUNE_BACKEND": "local",
             "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
-            "EMOTUNE_MODELS": '["text_emotion", "speech_emotion", "face_emotion"]',
+            "EMOTUNE_MODELS": '["text_emotion", "speech_emotion", "face_emotion", "face_detection", "face_pipeline"]',
         },
         tmp_path / "gw.log",
     )

@@ -121,7 +121,7 @@ async def test_recommend_names_the_field_a_modality_failed_on(make_settings, cat
     settings = make_settings(fake_spotify)
     recommender = Recommender(settings, catalog=catalog)
     app = small_app(settings, recommender)
-    models = load_models(TEXT_MODEL_DIR.parent, ["speech_emotion", "face_emotion"])
+    models = load_models(TEXT_MODEL_DIR.parent, ["speech_emotion", "face_emotion", "face_pipeline"])
     app.state.emotions = EmotionService(settings, None, models)
     app.state.multimodal = MultimodalRecommender(app.state.emotions, recommender, settings.fusion_weights)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
