@@ -204,13 +204,12 @@ def write_input_data(path: Path, n: int, model: str = TEXT_MODEL, repository: Pa
         return {"requests": len(data), "padded_widths": counts, "pad_to_multiple": pre.get("pad_to_multiple", 1)}
     rows: list[dict[str, np.ndarray]] = []  # one request each: {input name: array without the batch axis}
     if model == "speech_emotion":
-        from gateway.preprocessing.audio import prepare_speech
-        from gateway.routes.speech import preprocessing_for
+        from gateway.services.emotion import SpeechPreprocessing
 
-        config, stats = preprocessing_for(info)
+        speech_preprocessing = SpeechPreprocessing.of(info)
         for clip in sorted((SHARED_DATA / "ravdess").glob("Actor_*/*.*"))[::37][:32]:
-            speech = prepare_speech(clip.read_bytes(), config, stats)
-            arrays = {"features": speech.windows, "lengths": getattr(speech, "lengths", None)}  # by input name, as the route sends them
+            speech = speech_preprocessing.prepare(clip.read_bytes())
+            arrays = {speech_preprocessing.input_name: speech.windows, "lengths": speech.lengths}  # by input name, as the service sends them
             rows += [{t.name: arrays[t.name][i] for t in info.inputs} for i in range(len(speech.windows))]
     else:  # a face model
         from gateway.preprocessing.image import prepare_faces

@@ -52,6 +52,7 @@ class ModelExport:
     flavours: dict[str, str]
     evaluate: Callable[[str, Path], dict | None]
     calibrate: Callable[[Path], dict] | None = None
+    join: Callable[[Path, Path], Path] | None = None  # (file, destination) → the served file: speech joins its log-mel front end
     files: dict[str, Path] = field(default_factory=dict)
     parity_atol: float = 1e-4
 
@@ -85,7 +86,10 @@ def run_export(description: ModelExport, options: ExportOptions) -> Exported:
     if description.calibrate is not None:
         calibration = description.calibrate(files[description.flavours["python"]])
         spec = replace(spec, calibration={"temperature": calibration["temperature"]})
-    write_model(options.repository, spec, {flavour: files[name] for flavour, name in description.flavours.items()}, files=description.files)
+    served = {flavour: files[name] for flavour, name in description.flavours.items()}
+    if description.join is not None:
+        served = {flavour: description.join(path, work / f"served_{flavour}.onnx") for flavour, path in served.items()}
+    write_model(options.repository, spec, served, files=description.files)
     return Exported(files, parity, metrics, calibration, record_command())
 
 

@@ -6,7 +6,8 @@
   layers, trained on every actor) is exported FP32 for the parity check, then INT8 (dynamic, MatMuls only, per channel)
   for the python flavour on CPU and FP16 for the onnxruntime flavour on GPU. Its held-out figure is cross-validated as
   served: each fold's head is exported and quantized the same way and scored on its own actors, and the temperature
-  is fitted on those out-of-fold INT8 answers, calibrated per window and averaged per clip as the gateway does.
+  is fitted on those out-of-fold INT8 answers. Both served files then get Whisper's log-mel front end joined in front
+  (``export.speech_front_end``): the gateway sends 16 kHz sample windows and the features are computed in Triton.
 
 The normalization statistics travel beside the model as ``feature_stats.json`` and the feature settings inside
 ``model.json``. Every export also files its report under ``reports/speech_emotion/variants/<variant>/``.
@@ -25,6 +26,7 @@ from export.onnx import export_onnx, run, session
 from export.pipeline import ExportOptions, ModelExport, run_export, write_model_report
 from export.quantize import to_fp16
 from export.repository import ModelSpec
+from export.speech_front_end import export_front_end, join_front_end, with_audio_input
 from gateway.model_info import TensorSpec
 from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, speech_windows
 from training.calibration import calibration_summary, reliability_diagram, windows_scaler
@@ -254,7 +256,7 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
     windows, lengths = data.windows, data.lengths
     longer = np.concatenate([windows[:4], windows[4:8]], axis=1)
     description = ModelExport(
-        spec=speech_model_spec(meta, config, whisper=True),
+        spec=with_audio_input(speech_model_spec(meta, config, whisper=True), config),
         served=served,
         example={"features": torch.from_numpy(windows[:2]), "lengths": torch.from_numpy(lengths[:2])},
         dynamic_axes=_axes(True),
@@ -264,8 +266,10 @@ def _export_whisper(options: ExportOptions, meta: dict) -> dict:
         flavours={"python": SERVED_INT8, "onnxruntime": FP16},
         evaluate=evaluate,
         calibrate=calibrate,
+        join=lambda path, dst: join_front_end(front_end, path, dst),
         files={"feature_stats.json": run_dir / "feature_stats.json"},
     )
+    front_end = export_front_end(config, stats, run_dir / "onnx" / "front_end.onnx")
     exported = run_export(description, options)
     before = _served_before(run_dir / "onnx" / "before", windows[:2], lengths[:2])
     latency = _latency_ms(

@@ -178,20 +178,19 @@ def sniff_audio(data: bytes) -> str | None:
     return None
 
 
-def _to_mono_float(frame) -> np.ndarray:
-    """One decoded frame → float32 ``(channels, samples)``, whatever its sample format."""
-    array = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    if not frame.format.is_planar:
+def _mono_float(raw: list[np.ndarray], planar: bool, channels: int) -> np.ndarray:
+    """Decoded frames of one sample format (``to_ndarray``, in order) → float32 mono, the mean of the channels;
+    converted once per clip, not per frame."""
+    array = np.concatenate(raw, axis=1)
+    if not planar:
         array = array.reshape(-1, channels).T
-    if array.dtype == np.float32:
-        return array
     if array.dtype == np.float64:
-        return array.astype(np.float32)
-    if array.dtype == np.uint8:
-        return (array.astype(np.float32) - 128.0) / 128.0
-    scale = float(2 ** (8 * array.dtype.itemsize - 1))
-    return (array.astype(np.float64) / scale).astype(np.float32)
+        array = array.astype(np.float32)
+    elif array.dtype == np.uint8:
+        array = (array.astype(np.float32) - 128.0) / 128.0
+    elif array.dtype != np.float32:
+        array = (array.astype(np.float64) / float(2 ** (8 * array.dtype.itemsize - 1))).astype(np.float32)
+    return array.mean(axis=0)
 
 
 def _decode_raw(data: bytes, max_seconds: float) -> tuple[np.ndarray, int, str]:
@@ -220,15 +219,21 @@ def _decode_raw(data: bytes, max_seconds: float) -> tuple[np.ndarray, int, str]:
         if declared and declared > max_seconds + 0.5:
             raise _fail("audio_too_long", f"the audio lasts {declared:.1f} s; the limit is {max_seconds:g} s")
         rate = stream.codec_context.sample_rate or stream.rate
-        chunks, total = [], 0
+        chunks, pending, layout, total = [], [], None, 0
         try:
             for frame in container.decode(stream):
                 rate = frame.sample_rate
-                block = _to_mono_float(frame).mean(axis=0)
-                chunks.append(block)
-                total += block.shape[0]
+                frame_layout = (frame.format.name, frame.format.is_planar, len(frame.layout.channels))
+                if frame_layout != layout and pending:
+                    chunks.append(_mono_float(pending, *layout[1:]))
+                    pending = []
+                layout = frame_layout
+                pending.append(frame.to_ndarray())
+                total += frame.samples
                 if total > (max_seconds + 0.5) * rate:
                     raise _fail("audio_too_long", f"the audio lasts more than {max_seconds:g} s, the limit")
+            if pending:
+                chunks.append(_mono_float(pending, *layout[1:]))
         except EmotuneError:
             raise
         except av.error.DecoderNotFoundError:
@@ -332,7 +337,7 @@ def extract_speech_features(samples: np.ndarray, config: SpeechFeatureConfig | N
 
 
 @lru_cache
-def _whisper_mel_filters(sample_rate: int) -> np.ndarray:
+def whisper_mel_filters(sample_rate: int) -> np.ndarray:
     return librosa.filters.mel(sr=sample_rate, n_fft=WHISPER_N_FFT, n_mels=WHISPER_MELS).astype(np.float32)
 
 
@@ -340,7 +345,7 @@ def whisper_log_mel(samples: np.ndarray, config: SpeechFeatureConfig) -> np.ndar
     """Whisper's input features, as its own ``log_mel_spectrogram`` computes them (400-point STFT, 10 ms hop,
     80 Slaney mel bands, log10, floor 8 below the peak, ``(x + 4) / 4``) → ``(frames, 80)`` float32."""
     spectrum = librosa.stft(samples, n_fft=WHISPER_N_FFT, hop_length=config.hop_length, window="hann", center=True, pad_mode="reflect")[:, :-1]
-    mel = _whisper_mel_filters(config.sample_rate) @ (np.abs(spectrum) ** 2)
+    mel = whisper_mel_filters(config.sample_rate) @ (np.abs(spectrum) ** 2)
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return np.ascontiguousarray(((log_spec + 4.0) / 4.0).T, dtype=np.float32)
@@ -408,9 +413,34 @@ def speech_windows(features: np.ndarray, config: SpeechFeatureConfig | None = No
     return np.stack([features[s : s + width] for s in starts]).astype(np.float32), starts
 
 
+def window_samples(config: SpeechFeatureConfig) -> int:
+    """Samples a window's frames read, the STFT's half-window on each side included."""
+    return (config.window_frames - 1) * config.hop_length + WHISPER_N_FFT
+
+
+def speech_sample_windows(samples: np.ndarray, config: SpeechFeatureConfig) -> tuple[np.ndarray, list[int], int]:
+    """Trimmed samples → ``(windows, window_samples(config))`` float32, each window's first frame, and the clip's frames:
+    the windows ``speech_windows`` cuts from ``whisper_log_mel``'s frames, as the samples those frames read (the clip
+    reflect-padded by half an FFT window, as the centred STFT pads it); a clip of at most one window is zero-padded
+    after its sound (the graph replaces the frames past its sound with the silence floor)."""
+    width, hop, size = config.window_frames, config.window_hop_frames, window_samples(config)
+    padded = np.pad(samples, WHISPER_N_FFT // 2, mode="reflect")
+    frames = samples.shape[0] // config.hop_length
+    if frames <= width:
+        out = np.zeros((1, size), dtype=np.float32)
+        take = min(size, padded.shape[0])
+        out[0, :take] = padded[:take]
+        return out, [0], frames
+    starts = list(range(0, frames - width + 1, hop))
+    if starts[-1] + width < frames:
+        starts.append(frames - width)
+    step = config.hop_length
+    return np.stack([padded[s * step : s * step + size] for s in starts]).astype(np.float32, copy=False), starts, frames
+
+
 @dataclass
 class SpeechInput:
-    windows: np.ndarray  # (n, window_frames, dim) float32, normalized
+    windows: np.ndarray  # (n, window_frames, dim) float32 normalized features, or (n, window_samples) samples
     lengths: np.ndarray  # (n, 1) int64: frames of sound in each window (the rest is padding)
     starts_s: list[float]  # each window's start in the file, seconds
     ends_s: list[float]
@@ -424,7 +454,18 @@ def prepare_speech(
     audio = decode_audio(data, config, max_seconds=max_seconds, max_bytes=max_bytes)
     features = stats.normalize(extract_speech_features(audio.samples, config))
     windows, starts = speech_windows(features, config)
-    lengths = np.full((len(windows), 1), min(features.shape[0], config.window_frames), dtype=np.int64)
+    return _speech_input(audio, windows, starts, features.shape[0], config)
+
+
+def prepare_speech_samples(data: bytes, config: SpeechFeatureConfig, max_seconds: float = 60.0, max_bytes: int | None = None) -> SpeechInput:
+    """``prepare_speech`` for a graph that computes the log-mel itself (``export.speech_front_end``): sample windows."""
+    audio = decode_audio(data, config, max_seconds=max_seconds, max_bytes=max_bytes)
+    windows, starts, frames = speech_sample_windows(audio.samples, config)
+    return _speech_input(audio, windows, starts, frames, config)
+
+
+def _speech_input(audio: DecodedAudio, windows: np.ndarray, starts: list[int], frames: int, config: SpeechFeatureConfig) -> SpeechInput:
+    lengths = np.full((len(windows), 1), min(frames, config.window_frames), dtype=np.int64)
     step = config.hop_length / config.sample_rate
     sound_end = audio.trim_start_s + audio.samples.shape[0] / config.sample_rate
     begin = [audio.trim_start_s + max(s, 0) * step for s in starts]

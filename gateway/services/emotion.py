@@ -19,7 +19,15 @@ from gateway.errors import InvalidInput, ModelNotServed, TooLarge, Unavailable
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
 from gateway.postprocessing import calibrate, to_emotion
-from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, SpeechInput, prepare_speech, warm_up
+from gateway.preprocessing.audio import (
+    FeatureStats,
+    SpeechFeatureConfig,
+    SpeechInput,
+    prepare_speech,
+    prepare_speech_samples,
+    warm_up,
+    window_samples,
+)
 from gateway.preprocessing.text import TextTokenizer, load_tokenizer
 from gateway.services.face import face_emotion
 from gateway.services.text_batcher import TextBatcher
@@ -50,8 +58,28 @@ def validate_texts(texts: list[str], max_chars: int, max_batch: int) -> None:
 
 @dataclass(frozen=True)
 class SpeechPreprocessing:
+    """What the gateway does to a clip before the speech model: decode and trim, then either cut the samples into
+    windows (a graph that computes the log-mel itself: ``preprocessing.input == "audio"``) or compute the features."""
+
     config: SpeechFeatureConfig
     stats: FeatureStats
+    input_name: str
+
+    @classmethod
+    def of(cls, info: ModelInfo) -> SpeechPreprocessing:
+        pre = info.preprocessing
+        config = SpeechFeatureConfig.from_dict(dict(pre["features"]))
+        stats = FeatureStats.from_json(info.directory / pre["feature_stats"])
+        input_name = info.inputs[0].name
+        expected = [window_samples(config)] if pre.get("input") == "audio" else [-1, config.dim]
+        if list(info.inputs[0].dims) != expected or stats.mean.shape[0] != config.dim:
+            raise Unavailable("model_misconfigured", f"{info.name}: its feature settings do not match its input")
+        return cls(config, stats, input_name)
+
+    def prepare(self, data: bytes, max_seconds: float = 60.0, max_bytes: int | None = None) -> SpeechInput:
+        if self.input_name == "audio":
+            return prepare_speech_samples(data, self.config, max_seconds, max_bytes)
+        return prepare_speech(data, self.config, self.stats, max_seconds, max_bytes)
 
 
 class EmotionService:
@@ -106,13 +134,7 @@ class EmotionService:
 
     @cached_property
     def _speech_preprocessing(self) -> SpeechPreprocessing:
-        info = self.model(SPEECH_MODEL)
-        pre = info.preprocessing
-        config = SpeechFeatureConfig.from_dict(dict(pre["features"]))
-        stats = FeatureStats.from_json(info.directory / pre["feature_stats"])
-        if config.dim != info.inputs[0].dims[-1] or stats.mean.shape[0] != config.dim:
-            raise Unavailable("model_misconfigured", f"{info.name}: its feature settings do not match its input")
-        return SpeechPreprocessing(config, stats)
+        return SpeechPreprocessing.of(self.model(SPEECH_MODEL))
 
     def warm_up(self) -> None:
         """Run the audio path once at start-up so the first request does not pay for librosa's lazy set-up."""
@@ -123,10 +145,8 @@ class EmotionService:
         """An audio file → the clip's emotion (mean of its 3-s windows) and, for longer clips, a per-window timeline."""
         info = self.model(SPEECH_MODEL)
         pre = self._speech_preprocessing
-        speech: SpeechInput = await run_in_threadpool(
-            prepare_speech, data, pre.config, pre.stats, self.settings.max_audio_seconds, self.settings.max_upload_bytes
-        )
-        arrays = {"features": speech.windows.astype(np.float32, copy=False), "lengths": speech.lengths}  # by input name
+        speech: SpeechInput = await run_in_threadpool(pre.prepare, data, self.settings.max_audio_seconds, self.settings.max_upload_bytes)
+        arrays = {pre.input_name: speech.windows.astype(np.float32, copy=False), "lengths": speech.lengths}  # by input name
         outputs = []
         for start in range(0, len(speech.windows), info.max_batch_size):
             batch = {t.name: np.ascontiguousarray(arrays[t.name][start : start + info.max_batch_size]) for t in info.inputs}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,8 +15,10 @@ import onnxruntime as ort
 import pytest
 import soundfile as sf
 
+from gateway.model_info import load_models
 from gateway.postprocessing import calibrate
-from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, prepare_speech
+from gateway.preprocessing.audio import FeatureStats, SpeechFeatureConfig, prepare_speech, prepare_speech_samples
+from gateway.services.emotion import SpeechPreprocessing
 from tests.conftest import REPOSITORY
 from tests.gateway.test_speech_audio import (
     RAVDESS_ANGRY,
@@ -55,19 +59,37 @@ def test_ravdess_flac_upload_as_in_the_original_curl(client: httpx.Client, share
     assert "timeline" not in body  # about 2 s of speech once trimmed: one window
 
 
-def test_answer_equals_the_model_run_on_the_shared_features(client: httpx.Client, shared_data):
-    """The service's scores are the ONNX model's output on the features the shared module computes."""
+def test_answer_equals_the_model_run_on_the_shared_preprocessing(client: httpx.Client, shared_data):
+    """The service's scores are the ONNX model's output on the windows the shared module cuts (samples for a graph
+    with the log-mel front end, features otherwise)."""
     data = (shared_data / "ravdess" / RAVDESS_CALM).read_bytes()
-    meta = json.loads((MODEL_DIR / "model.json").read_text())
-    config = SpeechFeatureConfig.from_dict(meta["preprocessing"]["features"])
-    stats = FeatureStats.from_json(MODEL_DIR / meta["preprocessing"]["feature_stats"])
-    speech = prepare_speech(data, config, stats)
-    feeds = {"features": speech.windows, "lengths": speech.lengths}
+    info = load_models(REPOSITORY, ["speech_emotion"])["speech_emotion"]
+    preprocessing = SpeechPreprocessing.of(info)
+    speech = preprocessing.prepare(data)
+    feeds = {preprocessing.input_name: speech.windows, "lengths": speech.lengths}
     session = ort.InferenceSession(str(MODEL_DIR / "1" / "model.onnx"))
     raw = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
-    expected = calibrate(raw, meta.get("calibration", {}).get("temperature", 1.0)).mean(0)  # each window calibrated, then averaged
+    expected = calibrate(raw, info.temperature).mean(0)  # each window calibrated, then averaged
     body = post_audio(client, data, "calm.flac").json()
     assert [body["scores"][k] for k in LABELS] == pytest.approx(expected.tolist(), abs=1e-3)
+
+
+def test_the_served_front_end_computes_the_training_features(shared_data):
+    """The log-mel front end inside the served graph gives the features training computed with ``whisper_log_mel``
+    (a clip of one window; a longer clip differs only where the per-window floor binds: export.speech_front_end)."""
+    meta = json.loads((MODEL_DIR / "model.json").read_text())
+    if meta["preprocessing"].get("input") != "audio":
+        pytest.skip("the served speech graph takes features")
+    from export.speech_front_end import export_front_end
+
+    config = SpeechFeatureConfig.from_dict(meta["preprocessing"]["features"])
+    stats = FeatureStats.from_json(MODEL_DIR / meta["preprocessing"]["feature_stats"])
+    front_end = ort.InferenceSession(str(export_front_end(config, stats, Path(tempfile.mkdtemp()) / "front_end.onnx")))
+    for name in (RAVDESS_CALM, RAVDESS_ANGRY):
+        data = (shared_data / "ravdess" / name).read_bytes()
+        samples = prepare_speech_samples(data, config)
+        features = front_end.run(["features"], {"audio": samples.windows, "lengths": samples.lengths})[0]
+        np.testing.assert_allclose(features, prepare_speech(data, config, stats).windows, atol=1e-3)
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg_vorbis", "ogg_opus", "m4a_aac", "mp4_aac", "webm_opus"])
