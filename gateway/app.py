@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # The gateway's numpy work is small (a 80×201 mel matrix per clip) and many requests run at once: OpenBLAS's
         # worker threads only spin after each call (measured: 24 of a speech request's 28 gateway CPU ms).
-        threadpool_limits(1, user_api="blas")
+        blas_limit = threadpool_limits(1, user_api="blas")
         app.state.settings = settings
         app.state.models = load_models(settings.model_repository, settings.model_names)
         app.state.backend = make_backend(settings)
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.recommender.close()
             await app.state.backend.close()
+            blas_limit.restore_original_limits()
 
     app = FastAPI(
         title="Emotune", version="0.1.0", lifespan=lifespan, description="Emotion detection from text, speech and faces, and music that fits."

@@ -224,6 +224,15 @@ def test_running_gateway_serves_metrics_for_its_routes(gateway: TestClient):
 
 
 @needs_text_model
+def test_running_gateway_keeps_numpy_to_one_blas_thread(gateway: TestClient):
+    """OpenBLAS's idle workers spin after every call; in a gateway that serves many requests at once they only burn
+    the cores Triton needs (measured: 24 of a speech request's 28 gateway CPU ms)."""
+    from threadpoolctl import threadpool_info
+
+    assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} <= {1}
+
+
+@needs_text_model
 def test_running_gateway_times_its_backend_calls(gateway: TestClient):
     before = sample("emotune_inference_duration_seconds_count", model="text_emotion", backend="local")
     assert classify(gateway, "gw-3").status_code == 200
