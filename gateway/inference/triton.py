@@ -33,10 +33,10 @@ class TritonClient:
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         try:
             with observe_inference(model, backend="triton"):
-                result = await asyncio.wait_for(
-                    self.client.infer(model, tensors, outputs=requested, request_id=current_request_id() or "", client_timeout=self.timeout_s),
-                    self.timeout_s + 1.0,
-                )
+                async with asyncio.timeout(self.timeout_s + 1.0):  # a backstop to gRPC's own deadline; unlike wait_for, no extra task
+                    result = await self.client.infer(
+                        model, tensors, outputs=requested, request_id=current_request_id() or "", client_timeout=self.timeout_s
+                    )
         except (TimeoutError, InferenceServerException) as exc:
             raise ModelUnavailable(model, f"Triton at {self.url} could not run {model}: {_reason(exc)}") from exc
         return {name: result.as_numpy(name) for name in outputs}
