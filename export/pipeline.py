@@ -85,7 +85,7 @@ def run_export(description: ModelExport, options: ExportOptions) -> Exported:
     calibration, spec = None, description.spec
     if description.calibrate is not None:
         calibration = description.calibrate(files[description.flavours["python"]])
-        spec = replace(spec, calibration={"temperature": calibration["temperature"]})
+        spec = replace(spec, calibration={k: calibration[k] for k in ("temperature", "level", "window_exponent") if k in calibration})
     served = {flavour: files[name] for flavour, name in description.flavours.items()}
     if description.join is not None:
         served = {flavour: description.join(path, work / f"served_{flavour}.onnx") for flavour, path in served.items()}

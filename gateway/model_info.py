@@ -24,6 +24,8 @@ class ModelInfo:
     directory: Path
     preprocessing: dict = field(default_factory=dict)
     temperature: float = 1.0  # fitted on validation data by the export (``calibration`` in model.json); 1 = as trained
+    calibration_level: str = "window"  # speech: T on each window, or on the clip's mean (``postprocessing.clip_answer``)
+    window_exponent: float = 0.0  # speech, level "clip": how fast the clip's temperature falls with its window count
 
     @classmethod
     def load(cls, directory: Path) -> ModelInfo:
@@ -37,6 +39,8 @@ class ModelInfo:
             directory=directory,
             preprocessing=data.get("preprocessing", {}),
             temperature=float(data.get("calibration", {}).get("temperature", 1.0)),
+            calibration_level=data.get("calibration", {}).get("level", "window"),
+            window_exponent=float(data.get("calibration", {}).get("window_exponent", 0.0)),
         )
 
     @property

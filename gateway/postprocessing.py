@@ -16,6 +16,21 @@ def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def clip_answer(window_probabilities: np.ndarray, temperature: float, level: str = "window", window_exponent: float = 0.0) -> np.ndarray:
+    """A speech clip's answer from its ``m`` windows' uncalibrated answers, as model.json's ``calibration`` says.
+    "window": each window calibrated, then their mean. "clip": the windows' mean, calibrated once with a temperature that
+    falls with the window count, ``softmax(m^window_exponent · log(mean_w p_w) / T)``: the same argmax as the mean, and for
+    one window the same as "window"; the mean of many windows is underconfident without it (reports/speech_emotion/CALIBRATION.md)."""
+    if level == "window":
+        return calibrate(window_probabilities, temperature).mean(axis=0)
+    if level != "clip":
+        raise ValueError(f"unknown calibration level {level!r}: 'window' or 'clip'")
+    mean = window_probabilities.astype(np.float64).mean(axis=0)
+    logits = np.log(np.clip(mean, 1e-12, None)) * len(window_probabilities) ** window_exponent / temperature
+    scaled = np.exp(logits - logits.max())
+    return (scaled / scaled.sum()).astype(np.float32)
+
+
 def to_emotion(probabilities: np.ndarray, labels: list[str]) -> dict:
     """One row of class probabilities → ``{"emotion", "confidence", "scores"}``."""
     best = int(np.argmax(probabilities))

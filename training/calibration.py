@@ -1,5 +1,6 @@
 """Temperature scaling of served probabilities, fitted the way the gateway applies it (``gateway.postprocessing.calibrate``:
-``softmax(log p / T)``), with expected calibration error and reliability diagrams before and after."""
+``softmax(log p / T)``; speech clips: ``clip_answer``), with expected calibration error, its noise floor, cross-fitting
+over groups (speech: actor folds) and reliability diagrams before and after."""
 
 from __future__ import annotations
 
@@ -30,6 +31,35 @@ def windows_scaler(window_probabilities: np.ndarray, owner: np.ndarray, n_clips:
     return scaled
 
 
+def clip_scaler(window_probabilities: np.ndarray, owner: np.ndarray, n_clips: int, window_exponent: float = 0.0) -> Scaler:
+    """Speech with ``"level": "clip"``: a clip's windows are averaged, then calibrated once at ``T / m^window_exponent``
+    for its ``m`` windows (``gateway.postprocessing.clip_answer``). One window each: the same as ``windows_scaler``."""
+    count = np.bincount(owner, minlength=n_clips)
+    mean = np.zeros((n_clips, window_probabilities.shape[1]))
+    np.add.at(mean, owner, window_probabilities.astype(np.float64))
+    log_mean = np.log(np.clip(mean / count[:, None], 1e-12, None)) * count[:, None] ** window_exponent
+
+    def scaled(t: float) -> np.ndarray:
+        logits = log_mean / t
+        logits -= logits.max(axis=1, keepdims=True)
+        out = np.exp(logits)
+        return out / out.sum(axis=1, keepdims=True)
+
+    return scaled
+
+
+def fit_window_exponent(window_probabilities: np.ndarray, owner: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """The window exponent that minimises the NLL of clips of many windows at a given T (``clip_scaler``)."""
+    n = len(labels)
+    result = minimize_scalar(
+        lambda b: nll(clip_scaler(window_probabilities, owner, n, b)(temperature), labels),
+        bounds=(-1.0, 2.0),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return round(float(result.x), 4)
+
+
 def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
@@ -53,6 +83,49 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return round(float(ece), 4)
 
 
+def noise_floor(probabilities: np.ndarray, bins: int = 15, draws: int = 1000, seed: int = 0) -> dict:
+    """The ECE a perfectly calibrated model with these confidences still shows on this many rows (each row right with
+    probability its confidence, drawn ``draws`` times): below its mean a measured ECE says nothing more."""
+    confidence = probabilities.max(1)
+    rng = np.random.default_rng(seed)
+    pairs = np.stack([confidence, 1 - confidence], 1)
+    values = np.array([expected_calibration_error(pairs, (rng.random(len(confidence)) >= confidence).astype(np.int64), bins) for _ in range(draws)])
+    return {"rows": int(len(confidence)), "mean": round(float(values.mean()), 4), "p95": round(float(np.percentile(values, 95)), 4)}
+
+
+def group_cross_fitted(scaler_of: Callable[[np.ndarray], Scaler], labels: np.ndarray, groups: np.ndarray, what: str = "fold") -> dict:
+    """Nested by group: T fitted on every other group's rows, ECE scored on the group's own (speech: actor folds, so no
+    clip is scored by a T fitted on its speakers). Per group (mean ± std, with each group's noise floor) and pooled over
+    all the held-out answers (one ECE over every row, each calibrated without its group)."""
+    pooled = np.zeros((len(labels), int(labels.max()) + 1))
+    rows = []
+    for g in np.unique(groups):
+        fit_rows, score_rows = np.flatnonzero(groups != g), np.flatnonzero(groups == g)
+        t = fit_temperature(scaler_of(fit_rows), labels[fit_rows])
+        before, after = scaler_of(score_rows)(1.0), scaler_of(score_rows)(t)
+        pooled[score_rows] = after
+        rows.append(
+            {
+                what: int(g),
+                "temperature": t,
+                "rows": int(len(score_rows)),
+                "ece_before": expected_calibration_error(before, labels[score_rows]),
+                "ece_after": expected_calibration_error(after, labels[score_rows]),
+                "noise_floor": noise_floor(after, draws=300)["mean"],
+            }
+        )
+    after = np.array([r["ece_after"] for r in rows])
+    return {
+        "per_" + what: rows,
+        "ece_after_mean": round(float(after.mean()), 4),
+        "ece_after_std": round(float(after.std()), 4),
+        "noise_floor_per_" + what: round(float(np.mean([r["noise_floor"] for r in rows])), 4),
+        "pooled_ece_after": expected_calibration_error(pooled, labels),
+        "pooled_nll_after": round(nll(pooled, labels), 4),
+        "pooled_noise_floor": noise_floor(pooled),
+    }
+
+
 def halves(labels: np.ndarray, seed: int = 13) -> tuple[np.ndarray, np.ndarray]:
     """Two stratified halves of the rows, for cross-fitting."""
     rng = np.random.default_rng(seed)
@@ -62,8 +135,12 @@ def halves(labels: np.ndarray, seed: int = 13) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
-def calibration_summary(scaler_of: Callable[[np.ndarray], Scaler], labels: np.ndarray, data: str) -> dict:
-    """Fit T on all rows (what ships), and cross-fitted: T fitted on one half, ECE scored on the other, both ways.
+def calibration_summary(
+    scaler_of: Callable[[np.ndarray], Scaler], labels: np.ndarray, data: str, groups: np.ndarray | None = None, serving: dict | None = None
+) -> dict:
+    """Fit T on all rows (what ships), and cross-fitted: T fitted on one half, ECE scored on the other, both ways; with
+    ``groups`` (speech: each clip's actor fold) also nested by group (``group_cross_fitted``), and the noise floor of ECE.
+    ``serving`` (speech: ``level``, ``window_exponent``) ships beside T in model.json's calibration block.
 
     ``scaler_of(rows)`` gives the scaler of a subset of rows (an index array into ``labels``)."""
     everything = np.arange(len(labels))
@@ -85,12 +162,15 @@ def calibration_summary(scaler_of: Callable[[np.ndarray], Scaler], labels: np.nd
         "data": data,
         "rows": int(len(labels)),
         "temperature": t,
+        **(serving or {}),
         "bins": 15,
         "ece_before": expected_calibration_error(before, labels),
         "ece_after": expected_calibration_error(after, labels),
         "nll_before": round(nll(before, labels), 4),
         "nll_after": round(nll(after, labels), 4),
+        "noise_floor": noise_floor(after),
         "cross_fitted_halves": cross,
+        **({"cross_fitted_actor_folds": group_cross_fitted(scaler_of, labels, groups)} if groups is not None else {}),
     }
 
 

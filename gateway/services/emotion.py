@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.errors import InvalidInput, ModelNotServed, TooLarge, Unavailable
 from gateway.inference import InferenceBackend
 from gateway.model_info import ModelInfo
-from gateway.postprocessing import calibrate, to_emotion
+from gateway.postprocessing import calibrate, clip_answer, to_emotion
 from gateway.preprocessing.audio import (
     FeatureStats,
     SpeechFeatureConfig,
@@ -151,8 +151,9 @@ class EmotionService:
         for start in range(0, len(speech.windows), info.max_batch_size):
             batch = {t.name: np.ascontiguousarray(arrays[t.name][start : start + info.max_batch_size]) for t in info.inputs}
             outputs.append((await self.backend.infer(info.name, batch, info.output_names))[info.output_names[0]])
-        probabilities = calibrate(np.concatenate(outputs), info.temperature)
-        answer = to_emotion(probabilities.mean(axis=0), info.labels)
+        raw = np.concatenate(outputs)
+        probabilities = calibrate(raw, info.temperature)
+        answer = to_emotion(clip_answer(raw, info.temperature, info.calibration_level, info.window_exponent), info.labels)
         answer["duration"] = round(speech.audio.duration_s, 3)
         if len(probabilities) > 1:
             answer["timeline"] = [
