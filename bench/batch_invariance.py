@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import REPOSITORY, SHARED_DATA, TEXT_MODEL, TEXT_RUN, machine, real_texts, step_parser, write_json
+from export.invariance import alone, mixed, pad, random_batches, shift
 from gateway.inference.onnx_session import DISABLED_CPU_FUSIONS
 from gateway.preprocessing.text import TextTokenizer
 
@@ -49,14 +50,6 @@ def backend_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_CPU_FUSIONS))
 
 
-def pad(rows: list[list[int]], width: int) -> dict[str, np.ndarray]:
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], mask[i, : len(r)] = r, 1
-    return {"input_ids": ids, "attention_mask": mask}
-
-
 class Runner:
     """Runs batches of token rows through one option: the whole batch at once, or (``one_row``) each row alone."""
 
@@ -71,51 +64,6 @@ class Runner:
             n = max(1, int(mask.sum()))
             out.append(self.session.run(None, {"input_ids": ids[None, :n], "attention_mask": mask[None, :n]})[0])
         return np.concatenate(out)
-
-
-def alone(run: Runner, rows: list[list[int]], extra: int = 0, width: int | None = None) -> np.ndarray:
-    return np.concatenate([run(pad([r], width or len(r) + extra)) for r in rows])
-
-
-def random_batches(n: int, rng: np.random.Generator, largest: int = 32) -> list[np.ndarray]:
-    order, batches, start = rng.permutation(n), [], 0
-    while start < n:
-        size = int(rng.integers(2, largest + 1))
-        batches.append(order[start : start + size])
-        start += size
-    return batches
-
-
-def mixed(run: Runner, rows: list[list[int]], batches: list[np.ndarray], slack: int | None) -> np.ndarray:
-    """Each batch run as the backend runs a dynamic batch (``slack`` None: one group padded to the longest row)."""
-    probs = None
-    for batch in batches:
-        lengths = np.array([len(rows[i]) for i in batch])
-        order = np.argsort(lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            stop = start + 1
-            while stop < len(order) and (slack is None or lengths[order[stop]] <= lengths[order[start]] + slack):
-                stop += 1
-            group = batch[order[start:stop]]
-            out = run(pad([rows[i] for i in group], int(lengths[order[start:stop]].max())))
-            if probs is None:
-                probs = np.zeros((len(rows), out.shape[1]), dtype=np.float32)
-            probs[group] = out
-            start = stop
-    return probs
-
-
-def shift(reference: np.ndarray, other: np.ndarray, labels: np.ndarray) -> dict:
-    """How far ``other`` is from the alone answers: per sentence the largest class-probability change."""
-    per_row = np.abs(other - reference).max(axis=1)
-    return {
-        "max_abs_diff": float(per_row.max()),
-        "p99_abs_diff": float(np.percentile(per_row, 99)),
-        "bitwise_identical_rows": round(float((per_row == 0).mean()), 4),
-        "top1_flips": round(float((other.argmax(1) != reference.argmax(1)).mean()), 5),
-        "accuracy": round(float((other.argmax(1) == labels).mean()), 4),
-    }
 
 
 def invariance(run: Runner, rows: list[list[int]], labels: np.ndarray, slack: int, max_length: int, seed: int) -> dict:

@@ -85,6 +85,11 @@ def per_row_activations(src: Path, dst: Path, eps: float = 1e-12) -> Path:
     ``MatMulIntegerToFloat`` (weight scales applied in the kernel), then multiply by the row scales. ``QAttention``
     (whose input scale is a scalar) becomes the same integer QKV projection followed by ``MultiHeadAttention`` with
     the QKV bias and the key-length mask.
+
+    The mean pooling's sum over tokens (ReduceSum over axis 1) becomes a product with a transposed ones vector per
+    row: ONNX Runtime's ReduceSum added in another order once the batch had more than one row (2e-6 apart), which
+    the head's rounding to int8 turned into 1e-4; the batched, transposed-A MatMul sums each row on its own in token
+    order (a plain ones-row MatMul still moved by 1e-7 with padding). The result is bitwise the row's answer alone.
     """
     import numpy as np
     from onnx import helper, numpy_helper
@@ -104,9 +109,17 @@ def per_row_activations(src: Path, dst: Path, eps: float = 1e-12) -> Path:
         return name
 
     axes, inv127 = const("per_row/axes", np.array([-1], np.int64)), const("per_row/inv127", np.array(1 / 127, np.float32))
+    one_1d = const("per_row/one_1d", np.array([1], np.int64))
     floor, one = const("per_row/eps", np.array(eps, np.float32)), const("per_row/one", np.array(1, np.float32))
     zero_point, zero_point_1d = const("per_row/zero_point", np.array(128, np.uint8)), const("per_row/zero_point_1d", np.array([128], np.uint8))
     new_nodes, dropped, row = [], set(), {}
+
+    def is_token_sum(node) -> bool:
+        """A ReduceSum over axis 1 of a [batch, tokens, hidden] product, keepdims 0: the mean pooling's masked sum."""
+        if node.op_type != "ReduceSum" or len(node.input) < 2 or node.input[1] not in inits or node.input[0] not in producers:
+            return False
+        keepdims = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "keepdims"), 1)
+        return numpy_helper.to_array(inits[node.input[1]]).tolist() == [1] and keepdims == 0 and producers[node.input[0]].op_type == "Mul"
 
     def quantize_rows(quantized: str, width: int) -> tuple[str, str]:
         """uint8 rows (zero point 128) and their scales [.., 1] for the input of the ``DynamicQuantizeLinear`` that made ``quantized``."""
@@ -182,6 +195,25 @@ def per_row_activations(src: Path, dst: Path, eps: float = 1e-12) -> Path:
                 ]
             )
             dropped.add(id(node))
+        elif is_token_sum(node):
+            x, tag = node.input[0], node.name or node.output[0]
+            new_nodes.extend(
+                [
+                    helper.make_node("Shape", [x], [f"{tag}/batch"], start=0, end=1, name=f"{tag}/batch"),
+                    helper.make_node("Shape", [x], [f"{tag}/tokens"], start=1, end=2, name=f"{tag}/tokens"),
+                    helper.make_node("Concat", [f"{tag}/batch", f"{tag}/tokens", one_1d], [f"{tag}/ones_shape"], axis=0, name=f"{tag}/ones_shape"),
+                    helper.make_node(
+                        "ConstantOfShape",
+                        [f"{tag}/ones_shape"],
+                        [f"{tag}/ones"],
+                        value=numpy_helper.from_array(np.ones(1, np.float32)),
+                        name=f"{tag}/ones",
+                    ),
+                    helper.make_node("Transpose", [f"{tag}/ones"], [f"{tag}/ones_t"], perm=[0, 2, 1], name=f"{tag}/ones_t"),
+                    helper.make_node("MatMul", [f"{tag}/ones_t", x], [f"{tag}/sum"], name=f"{tag}/sum"),
+                    helper.make_node("Squeeze", [f"{tag}/sum", one_1d], list(node.output), name=f"{tag}/squeeze"),
+                ]
+            )
         elif node.op_type != "DynamicQuantizeLinear":
             new_nodes.append(node)
     leftover = [n.name for n in graph.node if n.op_type == "DynamicQuantizeLinear" and id(n) not in dropped]

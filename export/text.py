@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.invariance import batch_shift
 from export.onnx import run, session
 from export.pipeline import ExportOptions, ModelExport, run_export, write_model_report
-from export.quantize import optimize_transformer, quantize_int8, to_fp16
+from export.quantize import optimize_transformer, per_row_activations, quantize_int8, to_fp16
 from export.repository import ModelSpec
 from gateway.model_info import TensorSpec
 from gateway.postprocessing import calibrate as apply_temperature
@@ -24,6 +25,8 @@ from training.text import TextEmotionModel, encoder_dir, text_val_split
 MODEL_NAME = "text_emotion"
 PAD_TO_MULTIPLE = 16  # requests fall into a few shape classes, so Triton's dynamic batcher can group them
 SERVED = "onnx_int8 (served on CPU)"
+PER_ROW = "onnx_int8, per-row activation scales (not served)"
+BATCH_INVARIANCE_COMMAND = "python -m bench.batch_invariance --out model_repository/reports/text_emotion"
 
 
 class _Probabilities(torch.nn.Module):
@@ -90,6 +93,16 @@ def text_notes(report: dict) -> list[str]:
     return notes
 
 
+def same_input_same_answer(files: dict[str, Path], rows: list[list[int]], labels: np.ndarray, spec: ModelSpec, max_length: int, seed: int) -> dict:
+    """Each CPU graph's answers alone vs inside random mixed batches as the python backend groups them (one ONNX
+    Runtime thread, as the backend runs), on the validation split: per-tensor activation scales move with the batch."""
+    out = {}
+    for name in ("onnx_optimized_fp32", SERVED, PER_ROW):
+        sess = session(files[name], threads=1)
+        out[name] = batch_shift(lambda feeds, sess=sess: run(sess, feeds), rows, labels, spec.length_group_slack_tokens, seed, padding=(max_length,))
+    return out
+
+
 def export(options: ExportOptions) -> dict:
     run_dir = options.run_dir
     meta = json.loads((run_dir / "train_config.json").read_text())
@@ -110,10 +123,12 @@ def export(options: ExportOptions) -> dict:
         cfg = model.encoder.config
         optimized = optimize_transformer(fp32, work / "model_optimized.onnx", cfg.num_attention_heads, cfg.hidden_size)
         optimized_cpu = optimize_transformer(fp32, work / "model_optimized_cpu.onnx", cfg.num_attention_heads, cfg.hidden_size, skip_layer_norm=False)
+        served_int8 = quantize_int8(optimized_cpu, work / "model_int8.onnx")
         return {
             "onnx_fp32": fp32,
             "onnx_optimized_fp32": optimized_cpu,
-            SERVED: quantize_int8(optimized_cpu, work / "model_int8.onnx"),
+            SERVED: served_int8,
+            PER_ROW: per_row_activations(served_int8, work / "model_int8_per_row.onnx"),
             "onnx_fp16 (GPU flavour)": to_fp16(optimized, work / "model_fp16.onnx"),
         }
 
@@ -158,6 +173,9 @@ def export(options: ExportOptions) -> dict:
             "argmax_agreement": round(float((served_probs.argmax(1) == fp32_probs.argmax(1)).mean()), 4),
             "max_abs_diff": round(float(np.abs(served_probs - fp32_probs).max()), 4),
         },
+        "same_input_same_answer_val": same_input_same_answer(
+            exported.files, tokenizer.ids(val.texts), val.labels, description.spec, max_length, meta.get("seed", 13)
+        ),
         "test_pytorch_fp32": train_report["test_pytorch_fp32"],
         **{f"test_{name}": metrics for name, metrics in exported.metrics.items()},
     }
