@@ -136,6 +136,33 @@ BEFORE, GEOMETRIC = list(CANDIDATES)[0], list(CANDIDATES)[4]
 SHIPPED_NESTED = "T / m^β on the log of the windows' mean (shipped level), β fitted on the other folds' joined clips"
 
 
+def debiased_l2_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Squared top-label calibration error over the same bins with each bin's sampling variance taken off (Kumar et al.
+    2019, "Verified uncertainty calibration"): about 0 for a calibrated model however few the rows, unlike ECE."""
+    confidence, correct = probabilities.max(1), probabilities.argmax(1) == labels
+    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        if n > 1:
+            accuracy = correct[inside].mean()
+            total += inside.mean() * ((accuracy - confidence[inside].mean()) ** 2 - accuracy * (1 - accuracy) / (n - 1))
+    return float(total)
+
+
+def debiased_summary(pooled: dict[str, np.ndarray], labels: np.ndarray, draws: int = 300) -> dict:
+    """The debiased squared error of each held-out answer set, and its spread for a perfectly calibrated model."""
+    rng = np.random.default_rng(0)
+    confidence = pooled[SHIPPED].max(1)
+    pairs = np.stack([confidence, 1 - confidence], 1)
+    null = [debiased_l2_error(pairs, (rng.random(len(confidence)) >= confidence).astype(np.int64)) for _ in range(draws)]
+    return {
+        "squared_error": {name: round(debiased_l2_error(p, labels), 5) for name, p in pooled.items()},
+        "perfectly_calibrated_std": round(float(np.std(null)), 5),
+    }
+
+
 def held_out(a: Answers, actor: np.ndarray, groups: list[list[int]], candidate: Candidate) -> tuple[np.ndarray, list[float]]:
     """Every clip's answer calibrated by parameters fitted on the other groups' actors, and each group's ECE."""
     fit, answer = candidate
@@ -196,6 +223,7 @@ def study(oof: dict, long: dict, folds: list[list[int]]) -> dict:
         r["paired_delta_nll_vs_before"] = f"{d_nll.mean():+.4f} ± {d_nll.std():.4f}"
 
     shipped = pooled_of[SHIPPED]
+    debiased = debiased_summary({"uncalibrated (T = 1)": a.mean_p, BEFORE: pooled_of[BEFORE], SHIPPED: shipped}, a.labels)
     floors = {
         "all 1040 clips (shipped, nested)": noise_floor(shipped),
         "a training fold (208 clips)": noise_floor(shipped[np.isin(actor, folds[0])]),
@@ -214,6 +242,7 @@ def study(oof: dict, long: dict, folds: list[list[int]]) -> dict:
         "fold_accuracy": [round(float((a.mean_p.argmax(1) == a.labels)[np.isin(actor, g)].mean()), 4) for g in folds],
         "candidates": candidates,
         "noise_floor_of_ece": floors,
+        "debiased_l2_training_folds_pooled": debiased,
         "accuracy_by_pooling": accuracy,
         "longer_clips": longer_clips(a, actor, long, folds),
     }
@@ -270,6 +299,7 @@ def reading(found: dict, summary: dict) -> list[str]:
     floor, fold_floor = found["noise_floor_of_ece"]["all 1040 clips (shipped, nested)"], found["noise_floor_of_ece"]["a training fold (208 clips)"]
     half = found["noise_floor_of_ece"]["half the clips (520, the old cross-fitted halves)"]
     long = {(r["calibration"], r["utterances"]): r for r in found["longer_clips"]["rows"]}
+    sq, null = found["debiased_l2_training_folds_pooled"]["squared_error"], found["debiased_l2_training_folds_pooled"]["perfectly_calibrated_std"]
     most = max(u for _, u in long)
     return [
         "## Reading",
@@ -287,6 +317,12 @@ def reading(found: dict, summary: dict) -> list[str]:
         f"the folds' accuracy differing ({min(found['fold_accuracy']):.2f}-{max(found['fold_accuracy']):.2f}), which no calibration shared "
         "by all speakers removes. The earlier cross-fitted "
         f"0.048-0.050 scored 520 clips (floor {half['mean']:.4f}); it was the same calibration measured on fewer clips.",
+        f"- A measure that does not grow with sampling noise, the debiased squared calibration error over the same bins, puts "
+        f"the held-out answers at {sq[SHIPPED]:.5f} shipped and {sq[BEFORE]:.5f} before, against a spread of {null:.5f} for a "
+        f"perfectly calibrated model (uncalibrated: {sq['uncalibrated (T = 1)']:.5f}, {sq['uncalibrated (T = 1)'] / null:.1f} spreads): "
+        f"{sq[SHIPPED] / null:.1f} and {sq[BEFORE] / null:.1f} spreads above zero, i.e. "
+        f"a calibration error of at most about {np.sqrt(sq[SHIPPED] + 2 * null):.3f} (root of the estimate plus two spreads); "
+        "the data cannot tell the calibrated answers from perfectly calibrated ones.",
         "- Fitting by ECE wins in sample and loses held out; per-class scaling lowers ECE on some partitions but raises NLL: both fit noise.",
         f"- What changes is longer clips: the mean of calibrated windows is underconfident and more so with more windows "
         f"(ECE {long[(BEFORE, most)]['ece']:.4f} at {long[(BEFORE, most)]['windows_per_clip']:g} windows). The shipped level keeps the mean's "
