@@ -49,7 +49,7 @@ class ModelSpec:
     ort_session_config: dict[str, str] = field(
         default_factory=lambda: {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
     )
-    length_group_slack_tokens: int = 8  # rows whose lengths differ by at most this many tokens run in one group
+    length_group_slack_tokens: int = 8  # rows whose lengths differ by at most this many tokens run in one group; -1: each row alone
     ragged_batching: bool = False  # python flavour: batch requests of different widths (model.py groups them by length)
     warmup_dims: dict[str, list[int]] = field(default_factory=dict)  # concrete dims per input for warm-up
     trt_max_dims: dict[str, list[int]] = field(default_factory=dict)  # largest dims per input, for TensorRT profiles

@@ -77,3 +77,17 @@ def test_dynamic_batching_really_batches(client: httpx.Client, triton):
     sizes = {b["batch_size"] for b in stats["batch_stats"]}
     assert max(sizes) > 1, stats["batch_stats"]
     assert int(stats["execution_count"]) < int(stats["inference_count"])
+
+
+def test_same_text_gets_the_same_answer_whatever_shares_its_batch(client: httpx.Client):
+    """The INT8 graph's activation scales span the rows run together; the backend runs each row alone, so a sentence's
+    scores do not move with the other requests Triton batches it with, nor with a batch of other texts (issue 22)."""
+    sentence = "i feel a little nervous about tomorrow but mostly excited"
+    others = [f"{w} and the weather is grey" for w in ("i am so angry at everyone", "what a lovely surprise", "i miss them")] * 8
+    alone = client.post("/text_emotion?recommend=false", json={"text": sentence}).json()["scores"]
+    in_batch = client.post("/text_emotion?recommend=false", json={"texts": [*others, sentence]}).json()["results"][-1]["scores"]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(client.post, "/text_emotion?recommend=false", json={"text": t}) for t in [*others, sentence] * 2]
+        concurrent_answers = [f.result().json()["scores"] for f in futures[len(others) :: len(others) + 1]]
+    assert in_batch == alone
+    assert all(answer == alone for answer in concurrent_answers)

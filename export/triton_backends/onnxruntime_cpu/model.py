@@ -12,7 +12,8 @@ benchmark variant edits its ``config.pbtxt``, never this file:
   ``disabled_optimizers`` (comma-separated; see gateway/inference/onnx_session.py);
 - every key starting with ``session.`` is an ONNX Runtime session config entry, passed as is
   (``session.intra_op.allow_spinning``: idle threads sleep instead of spinning on the shared cores);
-- ``length_input`` and ``length_group_slack_tokens``: length-grouped runs (below); an empty ``length_input`` turns them off.
+- ``length_input`` and ``length_group_slack_tokens``: length-grouped runs (below); an empty ``length_input`` turns them off,
+  a slack of -1 runs every row alone at its own length (a dynamically quantized graph then answers each row as if alone).
 
 Token inputs are batched ragged: Triton's dynamic batcher only merges requests of equal shape and stops at the
 first request of another shape, so with texts of mixed widths it formed batches of 1.5 on average. With
