@@ -29,8 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # The gateway's numpy work is small (a 80×201 mel matrix per clip) and many requests run at once: OpenBLAS's
-        # worker threads only spin after each call (measured: 24 of a speech request's 28 gateway CPU ms).
+        # The gateway's numpy work is small and many requests run at once: OpenBLAS's worker threads only spin after
+        # each call (measured before the log-mel moved into the graph: 24 of a speech request's 28 gateway CPU ms).
         blas_limit = threadpool_limits(1, user_api="blas")
         app.state.settings = settings
         app.state.models = load_models(settings.model_repository, settings.model_names)

@@ -396,7 +396,7 @@ def speech_windows(features: np.ndarray, config: SpeechFeatureConfig | None = No
     the padded short clip).
     """
     config = config or SpeechFeatureConfig()
-    width, hop = config.window_frames, config.window_hop_frames
+    width = config.window_frames
     frames, dim = features.shape
     if frames <= width:
         if config.kind == "whisper_logmel":  # Whisper pads with silence after the audio: its log-mel floor
@@ -407,10 +407,17 @@ def speech_windows(features: np.ndarray, config: SpeechFeatureConfig | None = No
         offset = width - frames
         out[0, offset:] = features
         return out, [-offset]
-    starts = list(range(0, frames - width + 1, hop))
+    starts = window_starts(frames, config)
+    return np.stack([features[s : s + width] for s in starts]).astype(np.float32), starts
+
+
+def window_starts(frames: int, config: SpeechFeatureConfig) -> list[int]:
+    """First frame of each window of a clip longer than one: every ``window_hop_frames``, the last aligned to the end."""
+    width = config.window_frames
+    starts = list(range(0, frames - width + 1, config.window_hop_frames))
     if starts[-1] + width < frames:
         starts.append(frames - width)
-    return np.stack([features[s : s + width] for s in starts]).astype(np.float32), starts
+    return starts
 
 
 def window_samples(config: SpeechFeatureConfig) -> int:
@@ -423,18 +430,15 @@ def speech_sample_windows(samples: np.ndarray, config: SpeechFeatureConfig) -> t
     the windows ``speech_windows`` cuts from ``whisper_log_mel``'s frames, as the samples those frames read (the clip
     reflect-padded by half an FFT window, as the centred STFT pads it); a clip of at most one window is zero-padded
     after its sound (the graph replaces the frames past its sound with the silence floor)."""
-    width, hop, size = config.window_frames, config.window_hop_frames, window_samples(config)
+    size, step = window_samples(config), config.hop_length
     padded = np.pad(samples, WHISPER_N_FFT // 2, mode="reflect")
-    frames = samples.shape[0] // config.hop_length
-    if frames <= width:
+    frames = samples.shape[0] // step
+    if frames <= config.window_frames:
         out = np.zeros((1, size), dtype=np.float32)
         take = min(size, padded.shape[0])
         out[0, :take] = padded[:take]
         return out, [0], frames
-    starts = list(range(0, frames - width + 1, hop))
-    if starts[-1] + width < frames:
-        starts.append(frames - width)
-    step = config.hop_length
+    starts = window_starts(frames, config)
     return np.stack([padded[s * step : s * step + size] for s in starts]).astype(np.float32, copy=False), starts, frames
 
 

@@ -70,9 +70,9 @@ class SpeechPreprocessing:
         pre = info.preprocessing
         config = SpeechFeatureConfig.from_dict(dict(pre["features"]))
         stats = FeatureStats.from_json(info.directory / pre["feature_stats"])
-        input_name = info.inputs[0].name
-        expected = [window_samples(config)] if pre.get("input") == "audio" else [-1, config.dim]
-        if list(info.inputs[0].dims) != expected or stats.mean.shape[0] != config.dim:
+        input_name = pre.get("input", "features")
+        expected = (input_name, [window_samples(config)] if input_name == "audio" else [-1, config.dim])
+        if (info.inputs[0].name, list(info.inputs[0].dims)) != expected or stats.mean.shape[0] != config.dim:
             raise Unavailable("model_misconfigured", f"{info.name}: its feature settings do not match its input")
         return cls(config, stats, input_name)
 
