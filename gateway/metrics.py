@@ -21,6 +21,7 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import orjson
 from fastapi import FastAPI
@@ -132,6 +133,7 @@ def _endpoint(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+@lru_cache(maxsize=1024)  # a regex split per request otherwise; paths repeat
 def _modality_from_path(path: str) -> str:
     """``/text_emotion`` → text, ``/emotion/face`` → face; routes whose input decides it call ``set_modality``."""
     for word in re.split(r"[^a-z]+", path.lower()):

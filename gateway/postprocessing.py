@@ -6,13 +6,12 @@ import numpy as np
 
 
 def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling of served probabilities (``softmax(log p / T)``), so that a 0.9 from one model means what a
-    0.9 from another means before ``/recommend`` weighs them; T comes with the model and is fitted on its validation data."""
+    """Temperature scaling of served probabilities (``softmax(log p / T)``, computed as ``p^(1/T)`` normalised: the same
+    values, half the NumPy calls), so that a 0.9 from one model means what a 0.9 from another means before ``/recommend``
+    weighs them; T comes with the model and is fitted on its validation data."""
     if temperature == 1.0:
         return probabilities
-    logits = np.log(np.clip(probabilities.astype(np.float64), 1e-12, None)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    scaled = np.exp(logits)
+    scaled = np.power(np.maximum(probabilities, 1e-12, dtype=np.float64), 1.0 / temperature)
     return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 

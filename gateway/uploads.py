@@ -36,7 +36,8 @@ class BodyLimit:
             if complete:  # after the body: the app listens for a disconnect, which may come at any time
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):  # unlike wait_for, no task per chunk
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout(self.timeout_s) from None
             received += len(message.get("body", b""))
