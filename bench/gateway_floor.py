@@ -9,7 +9,8 @@ with the machine the way a load test does:
   probabilities), with and without its middlewares (metrics and request ids, CORS, access control, body caps).
 
 Under load, ``bench.gateway_load`` measures the whole gateway process per request (sockets, event loop and the gRPC
-round trip included); the difference to the second row is what HTTP and gRPC cost there.
+round trip included); the difference to the second row is what HTTP and gRPC cost there. It runs this step after
+its sweep.
 
     python -m bench.gateway_floor [--quick] [--out bench/report]
 """

@@ -408,6 +408,9 @@ def run(quick: bool, out: Path) -> dict:
         "machine": machine_before,
     }
     write_json(out / "gateway.json", result)
+    from bench.gateway_floor import run as gateway_floor  # the gateway's own Python per request, beside this sweep's figure
+
+    gateway_floor(quick, out)
     return result
 
 

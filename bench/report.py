@@ -272,6 +272,29 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gateway_floor_section(floor: dict | None) -> str:
+    """The gateway's own Python per /text_emotion request against FastAPI's floor (bench.gateway_floor)."""
+    if not floor or not floor.get("rows"):
+        return ""
+    md = [
+        "\n## The gateway's own Python per /text_emotion request (`python -m bench.gateway_floor`)\n\n",
+        f"Each app called in process through ASGI, no sockets ({floor['requests_per_repetition']} real sentences per repetition, "
+        f"median of the repetitions, {floor['started']} UTC); CPU ms per request.\n\n",
+        _table(
+            ["app", "CPU ms per request", "repetitions"],
+            [[r["variant"], r["cpu_ms_per_request"], " ".join(map(str, r["repetitions"]))] for r in floor["rows"]],
+        ),
+    ]
+    under_load = floor.get("under_load_gateway_cpu_ms_at_32")
+    if under_load is not None:
+        gateway = next((r["cpu_ms_per_request"] for r in floor["rows"] if r["variant"].startswith("the gateway")), None)
+        md.append(
+            f"\nUnder load at concurrency 32 (the sweep above) the gateway process spends {under_load} CPU ms per request; "
+            f"{round(under_load - gateway, 2)} of it is HTTP over sockets, the event loop and the gRPC call to Triton.\n"
+        )
+    return "".join(md)
+
+
 def markdown(data: dict) -> str:
     kind = (
         "quick mode: smoke numbers, not results"
@@ -340,6 +363,7 @@ def markdown(data: dict) -> str:
         for route, note in gw["service"].get("notes", {}).items():
             md.append(f"\n{route}: {note}\n")
     md.append(text_profile_section(gw))
+    md.append(gateway_floor_section(data.get("gateway_floor")))
     md.append(gateway_ab_section(data.get("gateway_ab")))
     tr = data.get("triton")
     if tr:
@@ -600,6 +624,7 @@ def build(out: Path, command: str, quick: bool = False, notes: list[str] | None 
         "serving_rates": serving_rates(ceiling, triton, gateway),
         "soak": _load(out / "soak.json"),
         "gateway_ab": _load(out / "gateway_ab.json"),
+        "gateway_floor": _load(out / "gateway_floor.json"),
         "triton_bound": triton_bound(triton, ceiling),
         "commands": [
             "pip install -e '.[train,bench]'   # torch + transformers for the baseline, flask, matplotlib",
