@@ -35,7 +35,8 @@ OUTPUTS = {
     "reshaped_classifier_face_4": "classificators",
 }  # full range's
 PARITY_ATOL = 1e-3  # raw logits reach ±150; float32 convolutions in another order differ by ~1e-5 of that
-# Measured with bench/face_detection on its scenes and FER2013 val (bench/report, "Face detection").
+# Chosen on validation data (python -m bench.face_pipeline_tuning: scenes of FER2013 train faces, FER2013 train files
+# not in val; bench/report/face_pipeline_tuning.md), then measured once by bench/face_detection (bench/report, "Face detection").
 PIPELINE = {
     "range": "short",
     "grids": [1, 3, 5, 8],
@@ -44,12 +45,15 @@ PIPELINE = {
     "score_threshold": 0.55,
     "tile_score_threshold": 0.55,
     "verify_below": 0.8,
-    "verify_threshold": 0.7,
+    "verify_threshold": 0.68,
     "verify_scale": 2.5,
+    "verify_max_face": 0.6,
     "nms_iou": 0.3,
     "skip_tiles_face": 0.25,
     "face_margin": 0.1,
     "face_shift_y": -0.075,
+    "whole_frame_above": 0.8,
+    "whole_frame_blend": 0.5,
     "max_faces": 16,
 }
 PIPELINE_MAX_BATCH = 8

@@ -9,8 +9,9 @@ Per image (uint8 grayscale ``[H, W]``, already decoded, EXIF-rotated and bounded
    the frame, a tight crop, looks like a face in a photo to the detector), resized to the detector's input; for each
    further ``grids`` level the square is cut into g×g overlapping tiles (each ``tile_overlap`` × the cell), so small
    faces reach the detector at a size it finds. A tile's detections must score ``tile_score_threshold`` (higher than
-   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch; a small
-   candidate under ``verify_below`` must be found again in a view centred on it (``_verify``). The whole
+   the whole view's ``score_threshold``): more, smaller views mean more chances for a face-like patch; a candidate
+   under ``verify_below`` and under ``verify_max_face`` of the long side must be found again in a view centred on it
+   (``_verify``; a face filling the frame, a tight crop, is not asked: its re-framed view loses it). The whole
    views of all queued requests go to ``face_detection`` as one batch, then the tiles of the images that need them
    (none when the whole view found a face of at least ``skip_tiles_face`` of the long side) as a second.
 2. **Decoding** of BlazeFace's anchor offsets, only for anchors over the score threshold (a few of 896 or 2304), then
@@ -19,6 +20,8 @@ Per image (uint8 grayscale ``[H, W]``, already decoded, EXIF-rotated and bounded
 3. **Crops.** Each face box grown by ``face_margin`` to a square and moved by ``face_shift_y`` of its height (so the
    crop frames a face as FER2013 does: on FER2013's own files BlazeFace's box is 0.87 of the frame, its centre 0.065
    of the frame low), edge-replicated past the border, resized to the face model's input, normalised like training;
+   a face whose crop covers ``whole_frame_above`` of the long side (a tight crop, a close selfie) is also classified
+   on the whole frame (``detect=false``'s framing, the one FER2013 files have) and the two answers averaged;
    every face of every request goes to ``face_emotion`` as one batch.
 4. Outputs per request: ``boxes`` ``[F, 4]`` (x, y, width, height in the input's pixels, largest first, at most
    ``max_faces``), ``detection_scores`` ``[F]``, ``probabilities`` ``[F, 7]``. F = 0 means no face.
@@ -175,16 +178,22 @@ class FacePipeline:
         self.verify_below = float(config.get("verify_below", 0.0))
         self.verify_threshold = float(config.get("verify_threshold", 0.7))
         self.verify_scale = float(config.get("verify_scale", 2.5))
+        self.verify_max_face = float(config.get("verify_max_face", self.skip_tiles_face))
+        self.rescue_threshold = float(config.get("rescue_threshold", 1.0))
+        self.rescue_pad = float(config.get("rescue_pad", self.pad))
+        self.rescue_min_face = float(config.get("rescue_min_face", 1.0))
+        self.whole_frame_above = float(config.get("whole_frame_above", 0.0))
+        self.whole_frame_blend = float(config.get("whole_frame_blend", 0.0))
         self.max_faces = int(config.get("max_faces", 16))
         self.face_size = int(config.get("face_size", 48))
         self.margin = float(config.get("face_margin", 0.1))
         self.shift = float(config.get("face_shift_y", 0.0))
         self.mean, self.std = float(config.get("mean", 0.5)), float(config.get("std", 0.5))
 
-    def views(self, image: np.ndarray) -> list[tuple[float, float, float, bool]]:
+    def views(self, image: np.ndarray, pad: float | None = None) -> list[tuple[float, float, float, bool]]:
         """(x, y, side, is_tile) of every square the detector sees, in image pixels."""
         height, width = image.shape
-        side = max(height, width) * (1 + 2 * self.pad)
+        side = max(height, width) * (1 + 2 * (self.pad if pad is None else pad))
         x0, y0 = (width - side) / 2, (height - side) / 2
         out = [(x0, y0, side, False)]
         long_side = max(height, width)
@@ -265,6 +274,8 @@ class FacePipeline:
             merged.append((boxes[ok], kept[ok]))
         if self.verify_below > 0:
             merged = self._verify(images, merged)
+        if self.rescue_threshold < 1.0:
+            merged = self._rescue(images, merged)
         results = []
         for boxes, kept in merged:
             order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")[: self.max_faces]
@@ -272,12 +283,12 @@ class FacePipeline:
         return results
 
     def _verify(self, images: list[np.ndarray], merged: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """A candidate under ``skip_tiles_face`` of the long side scoring under ``verify_below`` is looked at again in a view
+        """A candidate under ``verify_max_face`` of the long side scoring under ``verify_below`` is looked at again in a view
         centred on it, ``verify_scale`` × its side (the scale the detector likes best); it stays only if that view finds
         it at ``verify_threshold``. Tiles can then take a lower threshold: a face-like patch rarely passes twice."""
 
-        def small(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:  # large faces come from the whole view: nothing to re-frame
-            return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < self.skip_tiles_face * max(image.shape)
+        def small(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
+            return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < self.verify_max_face * max(image.shape)
 
         asks = [(i, j) for i, (boxes, scores) in enumerate(merged) for j in np.nonzero((scores < self.verify_below) & small(boxes, images[i]))[0]]
         if not asks:
@@ -300,19 +311,59 @@ class FacePipeline:
             out.append((boxes[keep], scores[keep]))
         return out
 
+    def _rescue(self, images: list[np.ndarray], merged: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """An image where nothing was found gets one more look: the whole view padded by ``rescue_pad`` at
+        ``rescue_threshold``, keeping only a face of at least ``rescue_min_face`` of the long side (a face filling
+        the frame: a tight crop BlazeFace scored just under the threshold). A photo without a face still gets none:
+        a face-like patch that large and that sure is rare."""
+        empty = [i for i, (boxes, _) in enumerate(merged) if len(boxes) == 0]
+        if not empty:
+            return merged
+        plans = [self.views(images[i], self.rescue_pad)[:1] for i in empty]
+        found = self._run_views([images[i] for i in empty], plans, threshold=self.rescue_threshold)
+        out = list(merged)
+        for i, (boxes_list, scores_list) in zip(empty, found):
+            if not boxes_list:
+                continue
+            boxes, scores = blend_nms(np.concatenate(boxes_list), np.concatenate(scores_list), self.nms_iou)
+            large = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.rescue_min_face * max(images[i].shape)
+            out[i] = (boxes[large], scores[large])
+        return out
+
     def crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * self.margin)
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + self.shift * (box[3] - box[1])
         return square_view(image, cx - side / 2, cy - side / 2, side, self.face_size, edge=True)
 
+    def whole_frame(self, image: np.ndarray) -> np.ndarray:
+        """The image as ``detect=false`` frames a file: the long side to the model's input, the short side edge-padded."""
+        long_side = max(image.shape)
+        return square_view(image, (image.shape[1] - long_side) / 2, (image.shape[0] - long_side) / 2, long_side, self.face_size, edge=True)
+
+    def inputs(self, image: np.ndarray, box: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """The face model's inputs for one box and the weight of each one's probabilities. A face whose crop covers
+        at least ``whole_frame_above`` of the long side fills the frame (a tight crop, a close selfie): the whole
+        frame, the framing FER2013 was trained on, is classified too, its answer averaged with the crop's, the crop
+        weighing ``whole_frame_blend``."""
+        crop = self.crop(image, box)
+        side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * self.margin)
+        if self.whole_frame_above <= 0 or side < self.whole_frame_above * max(image.shape):
+            return [(crop, 1.0)]
+        whole = (self.whole_frame(image), 1.0 - self.whole_frame_blend)
+        return [whole, (crop, self.whole_frame_blend)] if self.whole_frame_blend > 0 else [whole]
+
     def __call__(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per image: ``(boxes int32 [F, 4] as x, y, width, height clipped to the image, detection scores [F], probabilities [F, 7])``."""
         detected = self.detect_many(images)
-        crops = [self.crop(image, box) for image, (boxes, _) in zip(images, detected) for box in boxes]
+        per_face = [self.inputs(image, box) for image, (boxes, _) in zip(images, detected) for box in boxes]
         probabilities = np.zeros((0, 7), np.float32)
-        if crops:
-            faces = np.round(np.clip(np.stack(crops), 0, 255))
-            probabilities = self.classifier(((faces / 255.0 - self.mean) / self.std)[:, None].astype(np.float32))
+        if per_face:
+            faces = np.round(np.clip(np.stack([view for views in per_face for view, _ in views]), 0, 255))
+            answers = self.classifier(((faces / 255.0 - self.mean) / self.std)[:, None].astype(np.float32))
+            owner = np.repeat(np.arange(len(per_face)), [len(views) for views in per_face])
+            weights = np.array([w for views in per_face for _, w in views], np.float32)[:, None]
+            probabilities = np.zeros((len(per_face), answers.shape[1]), np.float32)
+            np.add.at(probabilities, owner, weights * answers)
         results, k = [], 0
         for image, (boxes, scores) in zip(images, detected):
             height, width = image.shape
