@@ -466,6 +466,40 @@ def markdown(data: dict) -> str:
     return "".join(md)
 
 
+def real_photos_table(real: dict | None) -> str:
+    """The detectors on the labelled real photos (bench/data/real_photos), and where the photos come from."""
+    if not real:
+        return ""
+    md = [
+        f"\nReal photos: {real['photos']} photos of one to six people shipped in registry packages, {real['faces']} labelled faces "
+        f"of at least 40 px ({real['ignored']} smaller or depicted faces ignored); a face is found when the detector's own box "
+        "overlaps its labelled face box with IoU > 0.3.\n\n"
+    ]
+    rows = []
+    for name, r in real["rows"].items():
+        if "recall" not in r:
+            rows.append([name, r.get("skipped", ""), "", "", "", ""])
+            continue
+        rows.append(
+            [
+                name,
+                f"{r['recall']} ({r['found']}/{r['faces']})",
+                f"{r['precision']} ({r['false_positives']} false)",
+                r["false_positives_per_image"],
+                r["cpu_ms_per_image"],
+                f"{r['small_found']}/{r['small_faces']}",
+            ]
+        )
+    small = f"faces under {real['small_face_px']} px found"
+    headers = ["detector", "recall", "precision", "false positives / image", "CPU ms / image (1 thread)", small]
+    md.append(_table(headers, rows))
+    sources = "; ".join(
+        f"{s['package']} {s['version']} ({s['registry']}, {s['license']}): {s['photos']} photos, {s['faces']} faces" for s in real["sources"]
+    )
+    md.append(f"\nSources (bench/data/real_photos/labels.json has each photo's path in its package): {sources}.\n")
+    return "".join(md)
+
+
 def face_detection_section(fd: dict | None) -> str:
     """Haar (the gateway's detector before) and the served BlazeFace pipeline on the same scenes, tight crops, and the
     whole pipeline's accuracy on FER2013 val-dedup, against the targets."""
@@ -496,6 +530,7 @@ def face_detection_section(fd: dict | None) -> str:
             f"{acc['detect_false_accuracy']}, detect=true (detection → crop → face_emotion; {acc['detect_true_no_face']} files with no "
             f"face found count as wrong) {acc['detect_true_accuracy']}.\n"
         )
+    md.append(real_photos_table(fd.get("real_photos")))
     if fd.get("served_config"):
         keys = ("range", "grids", "tile_overlap", "pad", "score_threshold", "tile_score_threshold", "nms_iou", "face_margin")
         md.append("\nServed face_pipeline settings: " + ", ".join(f"{k} {fd['served_config'][k]}" for k in keys if k in fd["served_config"]) + ".\n")

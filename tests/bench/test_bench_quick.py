@@ -90,6 +90,9 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
         assert {"haar (gateway before)", "blazeface face_pipeline (served)"} <= set(rows)
         assert all(0 <= r["recall"] <= 1 and r["cpu_ms_per_image"] > 0 and 0 <= r["tight_crops"]["share"] <= 1 for r in rows.values())
         assert face_detection["pipeline_accuracy_fer2013_val_dedup"]["images"] > 0 and face_detection["notes"]
+        real = face_detection["real_photos"]
+        assert real["photos"] > 0 and {"haar (gateway before)", "blazeface face_pipeline (served)"} <= set(real["rows"])
+        assert all(0 <= r["recall"] <= 1 and 0 <= r["precision"] <= 1 for r in real["rows"].values() if "recall" in r)
 
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Targets" in report and "## Triton" in report and "## Gateway" in report
@@ -104,6 +107,45 @@ def test_a_partial_run_keeps_the_notes_on_the_tables_it_leaves_alone(tmp_path):
     assert data["steps"] == ["face_detection"] and data["command"].endswith("--only face_detection")
     assert data["notes"][0] == "the triton tables come from the 03:41 run"
     assert "re-run" in data["notes"][-1]
+    face_detection = json.loads((tmp_path / "face_detection.json").read_text())
+    if not face_detection.get("skipped"):
+        assert "Real photos:" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_real_photos_are_small_licensed_and_labelled_inside_their_frames():
+    from bench.face_detection import REAL_PHOTOS, real_photos
+
+    labels = json.loads((REAL_PHOTOS / "labels.json").read_text())["photos"]
+    assert len(labels) >= 20 and sum(len(p["faces"]) for p in labels) >= 60
+    assert sum(f.stat().st_size for f in REAL_PHOTOS.iterdir()) <= 5 * 2**20
+    assert {p["source"]["license"] for p in labels} <= {"MIT", "BSD-3-Clause", "Apache-2.0"}
+    for photo in real_photos():
+        height, width = photo["gray"].shape
+        assert max(height, width) <= 1280 and len(photo["faces"]) <= 6
+        for x0, y0, x1, y1 in photo["faces"]:
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height and y1 - y0 >= 40, photo["file"]
+
+
+def test_real_photo_score_counts_hits_misses_ignored_and_false_boxes():
+    import numpy as np
+
+    from bench.face_detection import score_real
+
+    gray = np.zeros((200, 300), np.uint8)
+    face, small = np.array([10, 10, 110, 130], np.float32), np.array([200, 10, 230, 40], np.float32)
+    photo = {"file": "x", "gray": gray, "rgb": gray, "faces": [face, np.array([150, 100, 250, 200], np.float32)], "ignore": [small]}
+
+    class Boxes:
+        def __init__(self, boxes):
+            self.boxes = np.array(boxes, np.float32).reshape(-1, 4)
+
+        def detect(self, image):
+            return self.boxes
+
+    row = score_real(Boxes([[0, 0, 100, 120], [201, 11, 231, 41], [5, 150, 60, 199]]), [photo])
+    assert (row["found"], row["faces"], row["false_positives"]) == (1, 2, 1)  # the ignored face's box is neither
+    assert row["recall"] == 0.5 and row["precision"] == 0.5
+    assert score_real(Boxes([]), [photo])["recall"] == 0 and score_real(Boxes([]), [photo])["precision"] == 0
 
 
 def test_accuracy_targets_cover_every_optimized_variant_each_model_serves():
