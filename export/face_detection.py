@@ -6,8 +6,8 @@ one request from the gateway.
     python -m export.face_detection [--repository model_repository] [--range short|full]
 
 Short range (128×128 input, 896 anchors) over full range (192×192, 2304 anchors): through the same views on the
-benchmark's scenes it found 0.31 of the faces against 0.14 at about a third of the CPU per image, and a face in 98.3%
-of FER2013 tight crops against 58.0% (``python -m bench.face_detection``; bench/report, "Face detection").
+benchmark's scenes it found 0.54 of the faces against 0.17 at about 0.4 of the CPU per image, and a face in 97.9%
+of FER2013 tight crops against 56.9% (``python -m bench.face_detection``; bench/report, "Face detection").
 """
 
 from __future__ import annotations
