@@ -22,11 +22,20 @@ from bench.tuning import patched_code
 # name → (what it changes, EMOTUNE_* settings, concurrencies[, shipped gateway code changes undone: bench.tuning.GATEWAY_PATCHES]);
 # the first is the reference
 VARIANTS = {
-    "ref": ("shipped: text coalescing off (each request its own call; Triton's dynamic batcher batches them)", {}, (1, 32)),
-    "coalesce_on": ("text coalescing on, 2 calls in flight (EMOTUNE_TEXT_COALESCE=true)", {"EMOTUNE_TEXT_COALESCE": "true"}, (1, 32)),
-    "coalesce_on_f8_t120": (
-        "text coalescing on, 8 calls in flight of ≤ 120 tokens (…_IN_FLIGHT=8, …_MAX_TOKENS=120)",
-        {"EMOTUNE_TEXT_COALESCE": "true", "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"},
+    "ref": ("shipped: text coalescing on, 8 calls in flight of ≤ 120 tokens; Triton forms batches of 4 rows", {}, (1, 32)),
+    "coalesce_off": (
+        "text coalescing off (EMOTUNE_TEXT_COALESCE=false): each request its own call, Triton's dynamic batcher batches them",
+        {"EMOTUNE_TEXT_COALESCE": "false"},
+        (1, 32),
+    ),
+    "coalesce_f2_any": (
+        "text coalescing with 2 calls in flight of any size (…_IN_FLIGHT=2, …_MAX_TOKENS=2048)",
+        {"EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "2", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "2048"},
+        (32,),
+    ),
+    "coalesce_f8_t60": (
+        "text coalescing, 8 calls in flight of ≤ 60 tokens (…_MAX_TOKENS=60)",
+        {"EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "60"},
         (32,),
     ),
     "gc_freeze_undone": ("gc.freeze() after start-up undone (a full collection scans every start-up object again)", {}, (32,), ("gc_freeze",)),

@@ -5,7 +5,7 @@ under its own name, so they run under the same conditions — queue delay, prefe
 threads, instance count, ORT thread spinning, ragged batching (mixed widths in one batch), dynamic batching off.
 
 Gateway level (the asyncio load generator, ``POST /text_emotion``, concurrency 32, some rows also at 1): the gateway's
-text coalescing on (and with more, smaller calls in flight), uvicorn's access log, uvicorn workers, the cost of
+text coalescing off (and with 2 calls of any size in flight), uvicorn's access log, uvicorn workers, the cost of
 recommendations in the answer, shipped gateway code changes undone, and the best Triton-level change end to end.
 
     python -m bench.tuning [--quick] [--out bench/report] [--gateway-only]
@@ -231,17 +231,17 @@ def gateway_level(out: Path, quick: bool, concurrency: int, best: Variant | None
     warmup, duration = timing or ((0.5, 2.0) if quick else (3.0, 15.0))
     texts = real_texts(64 if quick else 1000)
     ref = "ref: shipped repository and gateway, 1 uvicorn worker, recommend=false"
-    coalesce_on = "text coalescing on (EMOTUNE_TEXT_COALESCE=true, 2 calls in flight): concurrent requests share calls"
-    on_env = {"EMOTUNE_TEXT_COALESCE": "true"}
+    coalesce_off = "text coalescing off (EMOTUNE_TEXT_COALESCE=false): each request its own call, Triton's dynamic batcher batches them"
+    off_env = {"EMOTUNE_TEXT_COALESCE": "false"}
     # The coalescing switch is measured at both ends, each right after its reference (on by default only if both gain).
-    experiments = [GatewayExperiment(ref), GatewayExperiment(coalesce_on, env=on_env)]
+    experiments = [GatewayExperiment(ref), GatewayExperiment(coalesce_off, env=off_env)]
     if not quick:
         experiments += [
             GatewayExperiment(ref, concurrency=1),
-            GatewayExperiment(coalesce_on, env=on_env, concurrency=1),
+            GatewayExperiment(coalesce_off, env=off_env, concurrency=1),
             GatewayExperiment(
-                "text coalescing on, 8 calls in flight of ≤ 120 tokens",
-                env={**on_env, "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "8", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "120"},
+                "text coalescing with 2 calls in flight of any size (the reference has 8 of ≤ 120 tokens)",
+                env={"EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "2", "EMOTUNE_TEXT_COALESCE_MAX_TOKENS": "2048"},
             ),
             GatewayExperiment("uvicorn access log on (EMOTUNE_LOG_LEVEL=info; the benchmarks run at warning)", env={"EMOTUNE_LOG_LEVEL": "info"}),
             GatewayExperiment("2 uvicorn workers", workers=2),

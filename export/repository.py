@@ -37,6 +37,7 @@ class ModelSpec:
     outputs: list[TensorSpec]
     max_batch_size: int = 32
     preferred_batch_sizes: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+    cpu_preferred_batch_sizes: list[int] | None = None  # the python flavour's, where they differ from the GPU's
     max_queue_delay_us: int = 0  # batch what queues while instances are busy; 2000 µs cost 42% at concurrency 1 and 14% at 32 (bench/report, tuning)
     cpu_instances: int = 1
     gpu_instances: int = 1
@@ -112,9 +113,10 @@ def render_config(spec: ModelSpec, flavour: str) -> str:
     text = head + f"max_batch_size: {spec.max_batch_size}\n"
     ragged = spec.ragged_batching and flavour == "python"
     text += _tensor_block("input", spec.inputs, ragged) + _tensor_block("output", spec.outputs)
+    preferred = spec.cpu_preferred_batch_sizes if flavour == "python" and spec.cpu_preferred_batch_sizes else spec.preferred_batch_sizes
     text += (
         "dynamic_batching {\n"
-        f"  preferred_batch_size: [ {', '.join(map(str, spec.preferred_batch_sizes))} ]\n"
+        f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n"
         f"  max_queue_delay_microseconds: {spec.max_queue_delay_us}\n"
         "}\n"
     )
@@ -196,7 +198,12 @@ def read_spec(repository: Path, name: str) -> ModelSpec:
         inputs=[TensorSpec(**t) for t in meta["inputs"]],
         outputs=[TensorSpec(**t) for t in meta["outputs"]],
         max_batch_size=cpu.max_batch_size,
-        preferred_batch_sizes=list(cpu.dynamic_batching.preferred_batch_size),
+        preferred_batch_sizes=list(gpu.dynamic_batching.preferred_batch_size),
+        cpu_preferred_batch_sizes=(
+            list(cpu.dynamic_batching.preferred_batch_size)
+            if list(cpu.dynamic_batching.preferred_batch_size) != list(gpu.dynamic_batching.preferred_batch_size)
+            else None
+        ),
         max_queue_delay_us=cpu.dynamic_batching.max_queue_delay_microseconds,
         cpu_instances=cpu.instance_group[0].count,
         gpu_instances=gpu.instance_group[0].count,

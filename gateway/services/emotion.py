@@ -110,13 +110,13 @@ class EmotionService:
         )
 
     async def _text_chunk(self, info: ModelInfo, texts: list[str]) -> np.ndarray:
-        if self.settings.text_coalesce:
+        if self.settings.text_coalesce and self.settings.backend == "triton":
             return await self._text_batcher.probabilities(texts)
         return (await self.backend.infer(info.name, self._tokenizer.encode(texts), info.output_names))[info.output_names[0]]
 
     async def text(self, texts: list[str], max_batch: int | None = None) -> list[dict]:
         """Emotion of each text. Texts are sorted by length and sent in chunks of the model's max batch size; with
-        ``text_coalesce`` (off by default) chunks of concurrent requests share calls (``TextBatcher``)."""
+        ``text_coalesce`` (on by default, Triton backend only) chunks of concurrent requests share calls (``TextBatcher``)."""
         validate_texts(texts, self.settings.max_text_chars, max_batch or self.settings.max_batch_texts)
         info = self.model(TEXT_MODEL)
         if len(texts) == 1:

@@ -1,12 +1,13 @@
 """``TextBatcher``: concurrent ``/text_emotion`` requests share inference calls.
 
 Each call to the backend costs the gateway a gRPC round trip and tritonserver a request through its python stub,
-whatever its size; a batch of 16 sentences costs the model much less than 16 single ones. So, as Hugging Face
+whatever its size. So, as Hugging Face
 text-embeddings-inference batches in its router, texts that arrive while ``max_in_flight`` calls are running wait
 in a queue and leave together with the next call: whole requests in arrival order, up to the model's max batch
 size in rows and ``max_tokens`` real tokens. A request that finds a free slot leaves at once: no waiting on an
-idle service. Triton's dynamic batcher still batches across gateway replicas, and the served model runs each
-call's rows sorted by length (``length_input``), so rows of mixed lengths share a call without paying for padding.
+idle service. Triton's dynamic batcher still batches across gateway replicas, and the served model runs each row
+alone at its own length (``length_input``), so rows of mixed lengths share a call without paying for padding and each
+gets the answer it gets alone.
 
 What a client relies on stays per request: each request has its own future (its rows come back to it alone); a
 request that gives up (client gone, task cancelled) leaves the queue without touching the others; the deadline
@@ -14,12 +15,12 @@ request that gives up (client gone, task cancelled) leaves the queue without tou
 ``ModelUnavailable`` (503). A failed call fails the requests it carried, as a failed Triton batch does.
 The backend's own metrics count calls; ``emotune_text_coalesced_requests`` says how many requests each carried.
 
-Off by default (``EMOTUNE_TEXT_COALESCE``): on this 2-core machine it saves CPU (gateway 0.94 vs 1.23 ms, tritonserver
-4.35 vs 4.50 ms per request at concurrency 32) yet serves 0.78× the requests/s of coalescing off (four interleaved
-rounds, ``python -m bench.gateway_ab``, shared machine): with Triton's 2 instances of 1 ONNX Runtime thread, a few large calls
-leave an instance idle between a call's answer and the next call, and one instance grinds a big call while the
-other has a small one, where Triton's own queue hands each free instance whatever is waiting. Where the gateway's
-CPU rather than the model bounds the service it may pay; that is not measured here.
+On by default with the Triton backend (``EMOTUNE_TEXT_COALESCE``; 8 calls in flight of at most 120 real tokens each):
+measured interleaved on a quiet machine at concurrency 32 (``python -m bench.gateway_ab``), 1.075–1.096× the
+requests/s of each request its own call, gateway CPU 1.11 → 0.89 ms and tritonserver 4.17 → 4.01 ms per request.
+Small calls matter: the model runs each row alone, so a call of many rows holds one Triton instance while the other
+waits (2 calls in flight of any size measured 0.85× on a shared machine). In process (``EMOTUNE_BACKEND=local``) each
+request stays its own call: rows padded together there would not get the answers they get alone.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class TextBatcher:
         tokenizer: TextTokenizer,
         timeout_s: float,
         max_in_flight: int = 2,
-        max_tokens: int | None = None,
+        max_tokens: int | None = None,  # None: max batch × max length
     ):
         self.backend, self.model, self.tokenizer, self.timeout_s = backend, model, tokenizer, timeout_s
         self.max_in_flight, self.max_rows = max_in_flight, model.max_batch_size

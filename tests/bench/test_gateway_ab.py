@@ -17,8 +17,8 @@ def test_quick_interleaved_comparison_measures_every_variant_next_to_the_referen
 
     result = run(quick=True, out=tmp_path)
     rows = {(r["variant"], r["concurrency"]): r for r in result["rows"]}
-    assert set(rows) == {("ref", 1), ("ref", 32), ("coalesce_on", 1), ("coalesce_on", 32)}
+    assert set(rows) == {("ref", 1), ("ref", 32), ("coalesce_off", 1), ("coalesce_off", 32)}
     assert all(r["throughput_rps"] > 0 and r["rounds"] == 1 for r in rows.values())
     assert rows[("ref", 32)]["median_ratio_to_ref"] == 1.0
     assert (tmp_path / "gateway_ab.json").exists()
-    assert "coalesce_on" in gateway_ab_section(result)
+    assert "coalesce_off" in gateway_ab_section(result)
