@@ -49,7 +49,7 @@ PIPELINE = {
     "verify_scale": 2.5,
     "verify_max_face": 0.6,
     "nms_iou": 0.3,
-    "skip_tiles_face": 0.25,
+    "skip_tiles_face": 0.5,
     "face_margin": 0.1,
     "face_shift_y": -0.075,
     "whole_frame_above": 0.8,
