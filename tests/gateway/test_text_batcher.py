@@ -146,3 +146,27 @@ def test_gateway_with_coalescing_answers_concurrent_requests_like_single_ones(tr
     assert responses[-1].json()["error"] == "empty_text"
     for i, r in enumerate(responses[:-1]):
         assert r.json()["emotion"] == alone[i % len(TEXTS)]["emotion"]
+
+
+def test_in_process_backend_is_not_coalesced_so_each_text_gets_its_answer_alone():
+    """EMOTUNE_BACKEND=local pads a call's rows together, which moves INT8 answers: each request stays its own call."""
+    from gateway.model_info import load_models
+    from gateway.services.emotion import EmotionService
+    from gateway.settings import Settings
+
+    settings = Settings(backend="local", text_coalesce=True, model_repository=REPOSITORY, models=["text_emotion"])
+    backend = LocalBackend(REPOSITORY, ["text_emotion"], threads=1)
+    service = EmotionService(settings, backend, load_models(REPOSITORY, ["text_emotion"]))
+
+    async def scenario():
+        alone = [await service.text([t]) for t in TEXTS]
+        before = _calls()
+        together = await asyncio.gather(*(service.text([t]) for t in TEXTS * 3))
+        return alone, together, _calls() - before
+
+    try:
+        alone, together, coalesced = asyncio.run(scenario())
+    finally:
+        asyncio.run(backend.close())
+    assert coalesced == 0
+    assert together == alone * 3
