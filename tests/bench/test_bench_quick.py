@@ -82,7 +82,7 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
 
     tuning = json.loads((tmp_path / "tuning.json").read_text())
     assert {r["level"] for r in tuning["rows"]} == {"triton", "gateway"}
-    assert any(r["change"].startswith("text coalescing on") and r["throughput"] for r in tuning["rows"])
+    assert any(r["change"].startswith("text coalescing off") and r["throughput"] for r in tuning["rows"])
 
     face_detection = json.loads((tmp_path / "face_detection.json").read_text())
     if not face_detection.get("skipped"):
