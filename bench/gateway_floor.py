@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -138,7 +137,6 @@ async def measure(quick: bool) -> dict:
 
 
 def run(quick: bool, out: Path) -> dict:
-    os.environ.setdefault("EMOTUNE_LOG_LEVEL", "warning")
     started_at = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     result = {"started": started_at, **asyncio.run(measure(quick)), "machine": machine()}
     load = out / "gateway.json"
