@@ -21,6 +21,7 @@ import asyncio
 import json
 import statistics
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import numpy as np
@@ -90,15 +91,25 @@ async def call(app, body: bytes) -> int:
     return status[0]
 
 
-async def started(app):
-    """Runs the app's lifespan start-up; returns the task that holds it open."""
-    inbox, outbox = asyncio.Queue(), asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put))
-    message = await outbox.get()
-    if message["type"] != "lifespan.startup.complete":
-        raise RuntimeError(f"gateway start-up failed: {message}")
-    return task
+class Lifespan:
+    """The app's lifespan run as a server runs it: start-up on enter, shut-down on exit (the app restores what its start-up
+    changed in the process, such as BLAS thread limits)."""
+
+    def __init__(self, app):
+        self.app, self.inbox, self.outbox = app, asyncio.Queue(), asyncio.Queue()
+
+    async def __aenter__(self):
+        await self.inbox.put({"type": "lifespan.startup"})
+        self.task = asyncio.create_task(self.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, self.inbox.get, self.outbox.put))
+        message = await self.outbox.get()
+        if message["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"gateway start-up failed: {message}")
+        return self.app
+
+    async def __aexit__(self, *exc):
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        await self.outbox.get()
+        await self.task
 
 
 def gateway_app(without_middlewares: bool):
@@ -114,25 +125,25 @@ def gateway_app(without_middlewares: bool):
 async def measure(quick: bool) -> dict:
     bodies = [orjson.dumps({"text": t}) for t in real_texts(200 if quick else 1000)]
     n, reps = (300, 1) if quick else (5000, 3)
-    apps = {"FastAPI alone (same body model, fixed answer)": fastapi_alone()}
-    for label, bare in (("the gateway, backend answering at once", False), ("the same without its middlewares", True)):
-        app = gateway_app(bare)
-        await started(app)
-        app.state.emotions.backend = InstantBackend()
-        apps[label] = app
     rows = []
-    for label, app in apps.items():
-        for body in bodies[:200]:
-            if (status := await call(app, body)) != 200:
-                raise RuntimeError(f"{label}: status {status}")
-        per_rep = []
-        for _ in range(reps):
-            start = time.process_time()
-            for i in range(n):
-                await call(app, bodies[i % len(bodies)])
-            per_rep.append(1000 * (time.process_time() - start) / n)
-        rows.append({"variant": label, "cpu_ms_per_request": round(statistics.median(per_rep), 4), "repetitions": [round(x, 4) for x in per_rep]})
-        print(f"[floor] {label}: {rows[-1]['cpu_ms_per_request']} CPU ms per request", flush=True)
+    async with AsyncExitStack() as stack:
+        apps = {"FastAPI alone (same body model, fixed answer)": fastapi_alone()}
+        for label, bare in (("the gateway, backend answering at once", False), ("the same without its middlewares", True)):
+            app = await stack.enter_async_context(Lifespan(gateway_app(bare)))
+            app.state.emotions.backend = InstantBackend()
+            apps[label] = app
+        for label, app in apps.items():
+            for body in bodies[:200]:
+                if (status := await call(app, body)) != 200:
+                    raise RuntimeError(f"{label}: status {status}")
+            per_rep = []
+            for _ in range(reps):
+                start = time.process_time()
+                for i in range(n):
+                    await call(app, bodies[i % len(bodies)])
+                per_rep.append(1000 * (time.process_time() - start) / n)
+            rows.append({"variant": label, "cpu_ms_per_request": round(statistics.median(per_rep), 4), "repetitions": [round(x, 4) for x in per_rep]})
+            print(f"[floor] {label}: {rows[-1]['cpu_ms_per_request']} CPU ms per request", flush=True)
     return {"requests_per_repetition": n, "rows": rows}
 
 
