@@ -29,6 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # The gateway's numpy work is small and many requests run at once: OpenBLAS's worker threads only spin after
+        # each call (measured before the log-mel moved into the graph: 24 of a speech request's 28 gateway CPU ms).
+        blas_limit = threadpool_limits(1, user_api="blas")
         app.state.settings = settings
         app.state.models = load_models(settings.model_repository, settings.model_names)
         app.state.backend = make_backend(settings)
@@ -36,10 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.emotions = EmotionService(settings, app.state.backend, app.state.models)
         app.state.multimodal = MultimodalRecommender(app.state.emotions, app.state.recommender, settings.fusion_weights)
         await run_in_threadpool(app.state.emotions.warm_up)
-        # The gateway's numpy work is small and many requests run at once: OpenBLAS's worker threads only spin after
-        # each call (measured before the log-mel moved into the graph: 24 of a speech request's 28 gateway CPU ms).
-        # After the warm-up, so that every BLAS the audio path loads lazily (scipy's own) is limited too.
-        blas_limit = threadpool_limits(1, user_api="blas")
         # What start-up built lives as long as the process: out of the collector's sight, a full collection scans only what
         # requests allocate, not ~230k long-lived objects (200–280 ms with the event loop stopped, measured on the shared machine).
         gc.collect()
