@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         "on: 1.08× the requests/s at concurrency 32, less CPU in the gateway and in Triton (bench.gateway_ab)",
     )
     text_coalesce_in_flight: int = Field(8, ge=1, description="Text calls in flight at once; requests arriving meanwhile join the next call")
-    text_coalesce_max_tokens: int = Field(120, ge=1, description="Real tokens per coalesced call at most (a request's texts always share one call)")
+    text_coalesce_max_tokens: int = Field(120, ge=1, description="Real tokens per coalesced call at most (a request's chunk goes whole)")
     triton_ready_timeout_s: float = Field(300.0, description="How long `emotune triton` waits for every model to be READY")
     local_threads: int = Field(2, description="ONNX Runtime intra-op threads for the in-process backend")
 
