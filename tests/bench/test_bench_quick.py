@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,12 +52,13 @@ def test_variant_repository_links_the_model_and_sets_session_options_in_the_conf
 
 
 def test_quick_bench_writes_a_full_report(tmp_path: Path):
-    from bench.run import run_bench
-
     perf_analyzer = Path(sys.executable).parent / "perf_analyzer"
     if not perf_analyzer.exists():
         pytest.skip("perf_analyzer (tritonclient[grpc,http]==2.51.0) is not installed")
-    data = run_bench(argparse.Namespace(quick=True, out=tmp_path))
+    # As users run it, in its own process: the steps start servers and apps whose process-wide state (BLAS thread
+    # limits, the garbage collector's frozen set, signal handlers) must not leak into the tests that run after this one.
+    subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)], check=True, timeout=1500, cwd=Path(__file__).parents[2])
+    data = json.loads((tmp_path / "report.json").read_text())
     for name in ("report.json", "REPORT.md", "report.png", "triton.json", "gateway.json", "ceiling.json", "tuning.json", "face_detection.json"):
         assert (tmp_path / name).exists(), name
 
@@ -89,6 +91,7 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
         rows = face_detection["rows"]
         assert {"haar (gateway before)", "blazeface face_pipeline (served)"} <= set(rows)
         assert all(0 <= r["recall"] <= 1 and r["cpu_ms_per_image"] > 0 and 0 <= r["tight_crops"]["share"] <= 1 for r in rows.values())
+        assert all(set(r["recall_by_condition"]) >= {"occluded", "blurred", "face under 60 px"} for r in rows.values())
         assert face_detection["pipeline_accuracy_fer2013_val_dedup"]["images"] > 0 and face_detection["notes"]
         real = face_detection["real_photos"]
         assert real["photos"] > 0 and {"haar (gateway before)", "blazeface face_pipeline (served)"} <= set(real["rows"])
@@ -159,3 +162,25 @@ def test_accuracy_targets_cover_every_optimized_variant_each_model_serves():
     targets = [r["target"] for r in headline(None, None, acc)]
     assert "face_emotion onnx_fp32, FP16-stored weights (served on CPU) accuracy within 0.5 points of fp32" in targets
     assert sum(t.startswith("speech_emotion ") for t in targets) == 2
+
+
+def test_scene_score_counts_recall_by_condition():
+    import numpy as np
+
+    from bench.face_detection import Scene, score
+
+    clean = {"source": "lfw", "face_px": 90, "blurred": False, "occluded": False, "cut_by_border": False}
+    occluded = {**clean, "source": "fer2013", "face_px": 45, "occluded": True}
+    scene = Scene(np.zeros((200, 300), np.uint8), [np.array([0, 0, 100, 100], np.float32), np.array([150, 50, 250, 150], np.float32)], [clean, occluded])
+
+    class Boxes:
+        margin = 0.0
+
+        def detect(self, image):
+            return np.array([[5, 5, 95, 95], [0, 150, 40, 199]], np.float32)
+
+    row = score(Boxes(), [scene])
+    assert (row["found"], row["faces"], row["false_positives_per_image"]) == (1, 2, 1)
+    by = row["recall_by_condition"]
+    assert by["occluded"] == {"faces": 1, "recall": 0.0} and by["not occluded"] == {"faces": 1, "recall": 1.0}
+    assert by["face under 60 px"]["recall"] == 0.0 and by["LFW face"]["recall"] == 1.0 and by["cut by the border"] == {"faces": 0, "recall": None}

@@ -229,7 +229,8 @@ def test_running_gateway_keeps_numpy_to_one_blas_thread(gateway: TestClient):
     the cores Triton needs (measured: 24 of a speech request's 28 gateway CPU ms)."""
     from threadpoolctl import threadpool_info
 
-    assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} <= {1}
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert {pool["num_threads"] for pool in blas} <= {1}, [(pool["filepath"], pool["num_threads"]) for pool in blas]
 
 
 @needs_text_model
