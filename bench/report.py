@@ -519,10 +519,11 @@ def face_detection_section(fd: dict | None) -> str:
                 f"{r['recall']} ({r['found']}/{r['faces']})",
                 r["false_positives_per_image"],
                 r["cpu_ms_per_image"],
-                f"{tight.get('share')} ({tight.get('with_a_face')}/{tight.get('files')})",
+                f"{tight['share']} ({tight['with_a_face']}/{tight['files']})" if tight else "–",
             ]
         )
     md.append(_table(["detector", "recall", "false positives / image", "CPU ms / image (1 thread)", "tight crops with a face"], rows))
+    md.append(recall_by_condition_table(fd["rows"]))
     acc = fd.get("pipeline_accuracy_fer2013_val_dedup")
     if acc:
         md.append(
@@ -537,6 +538,19 @@ def face_detection_section(fd: dict | None) -> str:
     for note in fd.get("notes", []):
         md.append(f"- {note}\n")
     return "".join(md)
+
+
+def recall_by_condition_table(rows: dict) -> str:
+    """Each detector's recall on the scene faces of one condition (occluded, blurred, small...), faces counted once per row."""
+    with_conditions = {name: r["recall_by_condition"] for name, r in rows.items() if r.get("recall_by_condition")}
+    if not with_conditions:
+        return ""
+    names = list(with_conditions)
+    conditions = list(next(iter(with_conditions.values())))
+    body = [
+        [condition, with_conditions[names[0]][condition]["faces"], *(with_conditions[n][condition]["recall"] for n in names)] for condition in conditions
+    ]
+    return "\nRecall by condition on the same scenes:\n\n" + _table(["scene faces", "faces", *(n.split(" (")[0] for n in names)], body)
 
 
 def soak_section(soak: dict | None) -> str:
