@@ -547,9 +547,7 @@ def recall_by_condition_table(rows: dict) -> str:
         return ""
     names = list(with_conditions)
     conditions = list(next(iter(with_conditions.values())))
-    body = [
-        [condition, with_conditions[names[0]][condition]["faces"], *(with_conditions[n][condition]["recall"] for n in names)] for condition in conditions
-    ]
+    body = [[c, with_conditions[names[0]][c]["faces"], *(with_conditions[n][c]["recall"] for n in names)] for c in conditions]
     return "\nRecall by condition on the same scenes:\n\n" + _table(["scene faces", "faces", *(n.split(" (")[0] for n in names)], body)
 
 

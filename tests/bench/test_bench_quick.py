@@ -171,7 +171,8 @@ def test_scene_score_counts_recall_by_condition():
 
     clean = {"source": "lfw", "face_px": 90, "blurred": False, "occluded": False, "cut_by_border": False}
     occluded = {**clean, "source": "fer2013", "face_px": 45, "occluded": True}
-    scene = Scene(np.zeros((200, 300), np.uint8), [np.array([0, 0, 100, 100], np.float32), np.array([150, 50, 250, 150], np.float32)], [clean, occluded])
+    squares = [np.array([0, 0, 100, 100], np.float32), np.array([150, 50, 250, 150], np.float32)]
+    scene = Scene(np.zeros((200, 300), np.uint8), squares, [clean, occluded])
 
     class Boxes:
         margin = 0.0
