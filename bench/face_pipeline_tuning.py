@@ -171,7 +171,7 @@ def run(quick: bool, out: Path, only: str | None = None) -> dict:
     data = {
         "machine": machine(),
         "scenes": len(scenes),
-        "faces": sum(len(faces) for _, faces in scenes),
+        "faces": sum(len(scene.faces) for scene in scenes),
         "files": len(files),
         "negatives": len(negatives),
         "candidates": dict(CANDIDATES),

@@ -185,3 +185,15 @@ def test_scene_score_counts_recall_by_condition():
     by = row["recall_by_condition"]
     assert by["occluded"] == {"faces": 1, "recall": 0.0} and by["not occluded"] == {"faces": 1, "recall": 1.0}
     assert by["face under 60 px"]["recall"] == 0.0 and by["LFW face"]["recall"] == 1.0 and by["cut by the border"] == {"faces": 0, "recall": None}
+
+
+def test_face_pipeline_tuning_quick_writes_its_table(tmp_path: Path):
+    from bench.common import SHARED_DATA
+    from bench.face_pipeline_tuning import run
+
+    if not any((SHARED_DATA / "fer2013" / "train").glob("*/*.jpg")) or not (REPOSITORY / "face_detection" / "1" / "model.onnx").exists():
+        pytest.skip("no FER2013 train images, or face_detection not exported")
+    data = run(True, tmp_path)
+    assert data["faces"] > 0 and len(data["rows"]) == 2
+    assert all(0 <= row["recall"] <= 1 and row["recall_by_condition"] for row in data["rows"].values())
+    assert "| candidate |" in (tmp_path / "face_pipeline_tuning.md").read_text()
