@@ -120,12 +120,14 @@ def test_a_hung_backend_gives_every_queued_request_a_503_at_its_deadline():
 
 def test_gateway_with_coalescing_answers_concurrent_requests_like_single_ones(triton, tmp_path):
     """Through a real gateway with EMOTUNE_TEXT_COALESCE=true and Triton: the same answers alone and under concurrency,
-    and a bad text in the burst is refused on its own."""
+    and a bad text in the burst is refused on its own. One call in flight, so requests that arrive while it runs must
+    share the next one even on a loaded machine, where 16 client threads rarely keep the default 8 calls busy."""
     process, url = start_gateway(
         {
             "EMOTUNE_BACKEND": "triton",
             "EMOTUNE_TRITON_GRPC_PORT": str(triton.grpc_port),
             "EMOTUNE_TEXT_COALESCE": "true",
+            "EMOTUNE_TEXT_COALESCE_IN_FLIGHT": "1",
             "EMOTUNE_MODEL_REPOSITORY": str(REPOSITORY),
             "EMOTUNE_MODELS": '["text_emotion"]',
         },
