@@ -114,8 +114,13 @@ def busy_processes(threshold: float = 20.0) -> list[str]:
         if len(parts) < 3 or int(parts[0]) == me:
             continue
         if float(parts[1]) >= threshold:
-            busy.append(f"{parts[1]}% {parts[2][:120]}")
+            busy.append(f"{parts[1]}% {_without_directories(parts[2])[:120]}")
     return busy
+
+
+def _without_directories(command: str) -> str:
+    """A command line with each absolute path cut to its file name: what ran, not where on this machine."""
+    return " ".join(Path(word).name if word.startswith("/") else word for word in command.split())
 
 
 def tree_cpu_seconds(root: int) -> float:

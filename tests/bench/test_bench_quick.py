@@ -56,7 +56,7 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path):
     if not perf_analyzer.exists():
         pytest.skip("perf_analyzer (tritonclient[grpc,http]==2.51.0) is not installed")
     # As users run it, in its own process: the steps start servers and apps whose process-wide state (BLAS thread
-    # limits, the garbage collector's frozen set, signal handlers) must not leak into the tests that run after this one.
+    # limits, the garbage collector's frozen set) must not leak into the tests that run after this one.
     subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)], check=True, timeout=1500, cwd=Path(__file__).parents[2])
     data = json.loads((tmp_path / "report.json").read_text())
     for name in ("report.json", "REPORT.md", "report.png", "triton.json", "gateway.json", "ceiling.json", "tuning.json", "face_detection.json"):
