@@ -54,6 +54,10 @@ PIPELINE = {
     "face_shift_y": -0.075,
     "whole_frame_above": 0.8,
     "whole_frame_blend": 0.5,
+    "rescue_threshold": 0.76,
+    "rescue_pads": [0.25, 0.5],
+    "rescue_angles": [0, -15, 15, -30, 30],
+    "rescue_min_face": 0.5,
     "max_faces": 16,
 }
 PIPELINE_MAX_BATCH = 8

@@ -16,7 +16,9 @@ Per image (uint8 grayscale ``[H, W]``, already decoded, EXIF-rotated and bounded
    (none when the whole view found a face of at least ``skip_tiles_face`` of the long side) as a second.
 2. **Decoding** of BlazeFace's anchor offsets, only for anchors over the score threshold (a few of 896 or 2304), then
    one weighted NMS (MediaPipe's blending) over every view; a box touching a tile's inner edge is dropped (the face is
-   whole in a neighbouring tile or a coarser view).
+   whole in a neighbouring tile or a coarser view). An image with no face found gets a second look (``_rescue``): its
+   whole view at ``rescue_pads`` and turned by ``rescue_angles``, keeping only a face of at least ``rescue_min_face``
+   of the long side at ``rescue_threshold`` (a tilted tight crop; a photo without a face keeps its 422).
 3. **Crops.** Each face box grown by ``face_margin`` to a square and moved by ``face_shift_y`` of its height (so the
    crop frames a face as FER2013 does: on FER2013's own files BlazeFace's box is 0.87 of the frame, its centre 0.065
    of the frame low), edge-replicated past the border, resized to the face model's input, normalised like training;
@@ -132,6 +134,33 @@ def _square_view_cv2(image: np.ndarray, x: float, y: float, side: float, size: i
     return out
 
 
+def rotated_view(image: np.ndarray, x: float, y: float, side: float, size: int, angle: float) -> np.ndarray:
+    """The square of ``square_view`` turned by ``angle`` degrees about its centre (black outside the image): output
+    pixel ``q`` shows the square's point ``0.5 + R(angle) (q - 0.5)`` in 0..1 coordinates, so ``unrotate`` maps a
+    detection back. The square is first resized to twice ``size`` (area-averaged), then sampled bilinearly."""
+    if angle == 0:
+        return square_view(image, x, y, side, size)
+    base = square_view(image, x, y, side, 2 * size)
+    centre = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    qx, qy = np.meshgrid(centre, centre)
+    px, py = unrotate(qx, qy, angle)
+    sx, sy = (px + 0.5) * 2 * size - 0.5, (py + 0.5) * 2 * size - 0.5
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+    padded = np.pad(base, 1)
+    xs, ys = np.clip(x0 + 1, 0, 2 * size + 1), np.clip(y0 + 1, 0, 2 * size + 1)
+    xs1, ys1 = np.clip(x0 + 2, 0, 2 * size + 1), np.clip(y0 + 2, 0, 2 * size + 1)
+    top = padded[ys, xs] * (1 - fx) + padded[ys, xs1] * fx
+    bottom = padded[ys1, xs] * (1 - fx) + padded[ys1, xs1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def unrotate(qx: np.ndarray, qy: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """A point of a rotated view (coordinates about its centre, in units of its side) → the same point of the unturned square."""
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    return cos * qx - sin * qy, sin * qx + cos * qy
+
+
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one ``[x0, y0, x1, y1]`` box with each of ``boxes``."""
     w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
@@ -180,7 +209,8 @@ class FacePipeline:
         self.verify_scale = float(config.get("verify_scale", 2.5))
         self.verify_max_face = float(config.get("verify_max_face", self.skip_tiles_face))
         self.rescue_threshold = float(config.get("rescue_threshold", 1.0))
-        self.rescue_pad = float(config.get("rescue_pad", self.pad))
+        self.rescue_pads = [float(p) for p in config.get("rescue_pads", [self.pad])]
+        self.rescue_angles = [float(a) for a in config.get("rescue_angles", [0])]
         self.rescue_min_face = float(config.get("rescue_min_face", 1.0))
         self.whole_frame_above = float(config.get("whole_frame_above", 0.0))
         self.whole_frame_blend = float(config.get("whole_frame_blend", 0.0))
@@ -312,22 +342,35 @@ class FacePipeline:
         return out
 
     def _rescue(self, images: list[np.ndarray], merged: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """An image where nothing was found gets one more look: the whole view padded by ``rescue_pad`` at
-        ``rescue_threshold``, keeping only a face of at least ``rescue_min_face`` of the long side (a face filling
-        the frame: a tight crop BlazeFace scored just under the threshold). A photo without a face still gets none:
-        a face-like patch that large and that sure is rare."""
+        """An image where nothing was found gets a second look: the whole view padded by each of ``rescue_pads`` and
+        turned by each of ``rescue_angles`` (a tilted head, a close-up), at ``rescue_threshold``, keeping only a face of
+        at least ``rescue_min_face`` of the long side (a face filling the frame: a tight crop BlazeFace missed upright).
+        A photo without a face still gets none: a face-like patch that large and that sure is rare. Each box maps back
+        to the image unturned (its centre turned back, its size kept)."""
         empty = [i for i, (boxes, _) in enumerate(merged) if len(boxes) == 0]
         if not empty:
             return merged
-        plans = [self.views(images[i], self.rescue_pad)[:1] for i in empty]
-        found = self._run_views([images[i] for i in empty], plans, threshold=self.rescue_threshold)
+        plans = [(i, self.views(images[i], pad)[0], angle) for i in empty for pad in self.rescue_pads for angle in self.rescue_angles]
+        views = [rotated_view(images[i], x, y, side, self.size, angle) for i, (x, y, side, _), angle in plans]
+        regressors, logits = self.detector(np.repeat((np.stack(views) / 127.5 - 1.0)[:, None], 3, axis=1).astype(np.float32))
+        scores = 1 / (1 + np.exp(-np.clip(logits[..., 0], -80, 80)))
+        found: dict[int, tuple[list, list]] = {i: ([], []) for i in empty}
+        for k, (i, (x, y, side, _), angle) in enumerate(plans):
+            hit = np.nonzero(scores[k] >= self.rescue_threshold)[0]
+            if not len(hit):
+                continue
+            reg, centre = regressors[k][hit, :4] / self.size, self.anchors[hit]
+            cx, cy = unrotate(centre[:, 0] + reg[:, 0] - 0.5, centre[:, 1] + reg[:, 1] - 0.5, angle)
+            cx, cy, half_w, half_h = (cx + 0.5) * side + x, (cy + 0.5) * side + y, reg[:, 2] * side / 2, reg[:, 3] * side / 2
+            found[i][0].append(np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1))
+            found[i][1].append(scores[k][hit])
         out = list(merged)
-        for i, (boxes_list, scores_list) in zip(empty, found):
+        for i, (boxes_list, scores_list) in found.items():
             if not boxes_list:
                 continue
-            boxes, scores = blend_nms(np.concatenate(boxes_list), np.concatenate(scores_list), self.nms_iou)
+            boxes, kept = blend_nms(np.concatenate(boxes_list), np.concatenate(scores_list), self.nms_iou)
             large = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.rescue_min_face * max(images[i].shape)
-            out[i] = (boxes[large], scores[large])
+            out[i] = (boxes[large], kept[large])
         return out
 
     def crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:

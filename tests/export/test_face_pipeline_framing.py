@@ -1,6 +1,6 @@
 """face_pipeline's framing, on the committed ONNX models in process: a face filling the frame is classified on the
 whole frame (``detect=false``'s framing) averaged with its crop, a face in a photo on its crop; photos without a face
-still get none; the second look (measured by bench/face_pipeline_tuning, not served) keeps only a face filling the frame."""
+still get none; the second look, turned, keeps only a face filling the frame and maps its box back to the photo."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from bench.face_detection import _pipeline_config
-from export.face_pipeline_model import FacePipeline
+from export.face_pipeline_model import FacePipeline, rotated_view, unrotate
 from gateway.preprocessing.image import load_image_file, normalize, whole_image
 from tests.conftest import ROOT
 
@@ -77,9 +77,9 @@ def test_a_face_in_a_photo_is_classified_on_its_crop_alone(sessions):
 
 
 def test_the_second_look_finds_tight_crops_the_first_missed_and_only_large_faces(sessions, shared_data):
-    first_only = pipeline(sessions)
-    assert first_only.rescue_threshold >= 1.0  # not served: it also found faces in crops of photos without one
-    served = pipeline(sessions, rescue_threshold=0.4, rescue_pad=0.25, rescue_min_face=0.7)
+    served = pipeline(sessions)
+    assert served.rescue_threshold < 1.0 and len(served.rescue_angles) > 1
+    first_only = pipeline(sessions, rescue_threshold=1.0)
     rescued = 0
     for path in fer_files(shared_data, 400):
         image = load_image_file(path)
@@ -90,6 +90,34 @@ def test_the_second_look_finds_tight_crops_the_first_missed_and_only_large_faces
             rescued += 1
             assert np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).min() >= served.rescue_min_face * max(image.shape)
     assert rescued >= 1
+
+
+def test_a_turned_view_shows_the_point_that_unrotate_maps_back():
+    image = np.zeros((90, 120), np.uint8)
+    image[20:24, 90:94] = 255
+    for angle in (-30.0, 15.0):
+        view = rotated_view(image, -20, -35, 160, 128, angle)
+        qy, qx = np.unravel_index(int(np.argmax(view)), view.shape)
+        px, py = unrotate((qx + 0.5) / 128 - 0.5, (qy + 0.5) / 128 - 0.5, angle)
+        x, y = (px + 0.5) * 160 - 20, (py + 0.5) * 160 - 35
+        assert abs(x - 92) < 2.5 and abs(y - 22) < 2.5
+
+
+@pytest.mark.parametrize("angle", [-28, 32])
+def test_the_second_look_finds_a_turned_face_where_it_is(sessions, shared_data, angle):
+    served = pipeline(sessions)
+    sample = load_image_file(shared_data / "samples" / "surprised.jpg")
+    (box,), _ = served.detect_many([sample])[0]
+    half, cx, cy = 0.7 * (box[2] - box[0]), (box[0] + box[2]) / 2, (box[1] + box[3]) / 2  # a tight crop: the face is 0.7 of it
+    photo = sample[int(cy - half) : int(cy + half), int(cx - half) : int(cx + half)]
+    (upright,), _ = served.detect_many([photo])[0]
+    turn = cv2.getRotationMatrix2D((photo.shape[1] / 2, photo.shape[0] / 2), angle, 1.0)
+    turned = cv2.warpAffine(photo, turn, photo.shape[::-1])
+    boxes, scores = served._rescue([turned], [(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))])[0]
+    assert len(boxes) == 1 and scores[0] >= served.rescue_threshold
+    expected = turn @ np.array([(upright[0] + upright[2]) / 2, (upright[1] + upright[3]) / 2, 1.0])
+    side = upright[2] - upright[0]
+    assert np.abs(np.array([(boxes[0][0] + boxes[0][2]) / 2, (boxes[0][1] + boxes[0][3]) / 2]) - expected).max() < 0.1 * side
 
 
 @pytest.mark.parametrize("name", ["coffee.png", "chelsea.png", "rocket.jpg", "brick.png", "text.png", "blank"])

@@ -107,6 +107,36 @@ def test_tight_crops_with_detection_on_find_the_face(client: httpx.Client, share
     assert found >= len(files) - 1  # the benchmark measures the share on all of val
 
 
+def test_a_tight_crop_only_the_turned_second_look_finds_is_answered_by_triton_as_in_process(client: httpx.Client, shared_data):
+    """The second look (the whole view turned and padded again) runs inside face_pipeline on tritonserver, with the
+    same box and scores as the pipeline's code in process over the same ONNX models."""
+    from export.face_pipeline_model import FacePipeline
+    from gateway.preprocessing.image import load_image_file
+    from tests.export.test_face_pipeline_framing import pipeline
+
+    models = ("face_detection", "face_emotion")
+    sessions = tuple(ort.InferenceSession(str(REPOSITORY / m / "1" / "model.onnx"), providers=["CPUExecutionProvider"]) for m in models)
+    temperature = ModelInfo.load(MODEL_DIR).temperature
+    served, first_only = pipeline(sessions), pipeline(sessions, rescue_threshold=1.0)
+    assert isinstance(served, FacePipeline)
+    files = sorted((shared_data / "fer2013" / "val").glob("*/*.jpg"))
+    checked = 0
+    for path in files[::7]:
+        image = load_image_file(path)
+        if len(first_only.detect_many([image])[0][0]) or not len(served.detect_many([image])[0][0]):
+            continue
+        boxes, _, probabilities = served([image])[0]
+        r = post_image(client, path.read_bytes(), path.name)
+        assert r.status_code == 200, r.text
+        face = r.json()["faces"][0]
+        assert [face["box"][k] for k in ("x", "y", "width", "height")] == boxes[0].tolist()
+        assert [face["scores"][label] for label in LABELS] == pytest.approx(calibrate(probabilities[:1], temperature)[0].tolist(), abs=2e-3)
+        checked += 1
+        if checked == 2:
+            break
+    assert checked >= 1
+
+
 def test_a_large_photo_is_bounded_and_answered_in_its_own_pixels(client: httpx.Client, shared_data):
     image = Image.open(shared_data / "samples" / "surprised.jpg").resize((4800, 3240))
     r = post_image(client, encode(image, "JPEG", quality=90))
