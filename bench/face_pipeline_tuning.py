@@ -113,16 +113,19 @@ def no_face_pictures(crops_each: int, seed: int = SAMPLE_SEED) -> list[np.ndarra
 
 def more_no_face_pictures(crops_each: int, seed: int = SAMPLE_SEED + 1) -> list[np.ndarray]:
     """Pictures without a face from other packages, whole and cropped, and LFW's non-face patches at two sizes."""
-    import matplotlib
-    import sklearn
+    import importlib.util
 
     rng, pictures = np.random.default_rng(seed), []
     for patch in np.load(skimage_dir() / "lfw_subset.npy")[100:]:
         patch = (patch * 255).astype(np.uint8)
         pictures += [cv2.resize(patch, (side, side), interpolation=cv2.INTER_CUBIC) for side in (48, 120)]
     paths = [skimage_dir() / name for name in ("logo.png", "microaneurysms.png", "phantom.png", "motorcycle_right.png", "chessboard_RGB.png")]
-    paths += sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))
-    paths += [Path(matplotlib.get_data_path()) / "sample_data" / name for name in ("logo2.png", "Minduka_Present_Blue_Pack.png")]
+    for package, folder, names in (
+        ("sklearn", "datasets/images", ("china.jpg", "flower.jpg")),
+        ("matplotlib", "mpl-data/sample_data", ("logo2.png", "Minduka_Present_Blue_Pack.png")),
+    ):
+        spec = importlib.util.find_spec(package)  # a package not installed gives no pictures
+        paths += [Path(spec.submodule_search_locations[0]) / folder / name for name in names] if spec else []
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if image is None:
