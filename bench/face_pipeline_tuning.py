@@ -95,20 +95,26 @@ def validation_files(n: int) -> list[Path]:
     return picked
 
 
-def no_face_pictures(crops_each: int, seed: int = SAMPLE_SEED) -> list[np.ndarray]:
-    rng, pictures = np.random.default_rng(seed), []
-    for name in NO_FACE_PICTURES:
-        image = cv2.imread(str(skimage_dir() / name), cv2.IMREAD_GRAYSCALE)
+def whole_and_cropped(paths: list[Path], crops_each: int, rng: np.random.Generator, smallest: float) -> list[np.ndarray]:
+    """Each readable picture whole, then ``crops_each`` random square crops of it (at least ``smallest`` of its short
+    side), half of them shrunk to 48×48 like a dataset upload."""
+    pictures = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if image is None:
             continue
         pictures.append(image)
         height, width = image.shape
         for _ in range(crops_each):
-            side = int(rng.uniform(0.15, 1.0) * min(height, width))
+            side = int(rng.uniform(smallest, 1.0) * min(height, width))
             y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
             crop = image[y : y + side, x : x + side]
             pictures.append(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA) if rng.random() < 0.5 else crop)
     return pictures
+
+
+def no_face_pictures(crops_each: int, seed: int = SAMPLE_SEED) -> list[np.ndarray]:
+    return whole_and_cropped([skimage_dir() / name for name in NO_FACE_PICTURES], crops_each, np.random.default_rng(seed), 0.15)
 
 
 def more_no_face_pictures(crops_each: int, seed: int = SAMPLE_SEED + 1) -> list[np.ndarray]:
@@ -126,18 +132,7 @@ def more_no_face_pictures(crops_each: int, seed: int = SAMPLE_SEED + 1) -> list[
     ):
         spec = importlib.util.find_spec(package)  # a package not installed gives no pictures
         paths += [Path(spec.submodule_search_locations[0]) / folder / name for name in names] if spec else []
-    for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            continue
-        pictures.append(image)
-        height, width = image.shape
-        for _ in range(crops_each):
-            side = int(rng.uniform(0.1, 1.0) * min(height, width))
-            y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-            crop = image[y : y + side, x : x + side]
-            pictures.append(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA) if rng.random() < 0.5 else crop)
-    return pictures
+    return pictures + whole_and_cropped(paths, crops_each, rng, 0.1)
 
 
 SECOND_LOOK_THRESHOLDS = (0.7, 0.76, 0.8)

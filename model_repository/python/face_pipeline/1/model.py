@@ -243,19 +243,26 @@ class FacePipeline:
                     out.append((x, y, tile, True))
         return out
 
-    def _run_views(self, images: list[np.ndarray], plans: list[list], threshold: float | None = None) -> list[tuple[list, list]]:
-        """Every planned view of every image through the detector in one batch → per image its (boxes, scores) lists."""
+    def _run_views(
+        self, images: list[np.ndarray], plans: list[list], threshold: float | None = None, angles: list[float] | None = None
+    ) -> list[tuple[list, list]]:
+        """Every planned view of every image through the detector in one batch → per image its (boxes, scores) lists.
+        ``angles``: per image, the turn of all its views (``rotated_view``); boxes come back unturned."""
+        angles = angles or [0.0] * len(images)
         views = []
-        for image, plan in zip(images, plans):
+        for image, plan, angle in zip(images, plans, angles):
             shrunk: dict = {}
-            views.extend(square_view(image, x, y, side, self.size, shrunk=shrunk) for x, y, side, _ in plan)
+            views.extend(
+                rotated_view(image, x, y, side, self.size, angle) if angle else square_view(image, x, y, side, self.size, shrunk=shrunk)
+                for x, y, side, _ in plan
+            )
         found = [([], []) for _ in images]
         if not views:
             return found
         regressors, logits = self.detector(np.repeat((np.stack(views) / 127.5 - 1.0)[:, None], 3, axis=1).astype(np.float32))
         scores = 1 / (1 + np.exp(-np.clip(logits[..., 0], -80, 80)))
         k = 0
-        for i, (image, plan) in enumerate(zip(images, plans)):
+        for i, (image, plan, angle) in enumerate(zip(images, plans, angles)):
             height, width = image.shape
             for x, y, side, is_tile in plan:
                 limit = threshold if threshold is not None else self.tile_threshold if is_tile else self.threshold
@@ -263,6 +270,8 @@ class FacePipeline:
                 if len(hit):
                     reg, centre = regressors[k][hit, :4] / self.size, self.anchors[hit]
                     cx, cy = centre[:, 0] + reg[:, 0], centre[:, 1] + reg[:, 1]
+                    if angle:
+                        cx, cy = (c + 0.5 for c in unrotate(cx - 0.5, cy - 0.5, angle))
                     half_w, half_h = reg[:, 2] / 2, reg[:, 3] / 2
                     box = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1) * side + np.array([x, y, x, y])
                     keep = np.ones(len(hit), bool)
@@ -345,25 +354,22 @@ class FacePipeline:
         """An image where nothing was found gets a second look: the whole view padded by each of ``rescue_pads`` and
         turned by each of ``rescue_angles`` (a tilted head, a close-up), at ``rescue_threshold``, keeping only a face of
         at least ``rescue_min_face`` of the long side (a face filling the frame: a tight crop BlazeFace missed upright).
-        A photo without a face still gets none: a face-like patch that large and that sure is rare. Each box maps back
-        to the image unturned (its centre turned back, its size kept)."""
+        A photo without a face rarely gets one: a face-like patch that large and that sure is rare (the validation table,
+        bench/report/face_pipeline_tuning.md, counts them). Each box maps back unturned (its centre turned back, its size kept)."""
         empty = [i for i, (boxes, _) in enumerate(merged) if len(boxes) == 0]
         if not empty:
             return merged
-        plans = [(i, self.views(images[i], pad)[0], angle) for i in empty for pad in self.rescue_pads for angle in self.rescue_angles]
-        views = [rotated_view(images[i], x, y, side, self.size, angle) for i, (x, y, side, _), angle in plans]
-        regressors, logits = self.detector(np.repeat((np.stack(views) / 127.5 - 1.0)[:, None], 3, axis=1).astype(np.float32))
-        scores = 1 / (1 + np.exp(-np.clip(logits[..., 0], -80, 80)))
+        jobs = [(i, pad, angle) for i in empty for pad in self.rescue_pads for angle in self.rescue_angles]
+        looks = self._run_views(
+            [images[i] for i, _, _ in jobs],
+            [self.views(images[i], pad)[:1] for i, pad, _ in jobs],
+            threshold=self.rescue_threshold,
+            angles=[angle for _, _, angle in jobs],
+        )
         found: dict[int, tuple[list, list]] = {i: ([], []) for i in empty}
-        for k, (i, (x, y, side, _), angle) in enumerate(plans):
-            hit = np.nonzero(scores[k] >= self.rescue_threshold)[0]
-            if not len(hit):
-                continue
-            reg, centre = regressors[k][hit, :4] / self.size, self.anchors[hit]
-            cx, cy = unrotate(centre[:, 0] + reg[:, 0] - 0.5, centre[:, 1] + reg[:, 1] - 0.5, angle)
-            cx, cy, half_w, half_h = (cx + 0.5) * side + x, (cy + 0.5) * side + y, reg[:, 2] * side / 2, reg[:, 3] * side / 2
-            found[i][0].append(np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1))
-            found[i][1].append(scores[k][hit])
+        for (i, _, _), (boxes_list, scores_list) in zip(jobs, looks):
+            found[i][0].extend(boxes_list)
+            found[i][1].extend(scores_list)
         out = list(merged)
         for i, (boxes_list, scores_list) in found.items():
             if not boxes_list:
